@@ -1,0 +1,150 @@
+#include "agent/app/agent.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <sstream>
+
+#include "agent/web/status.h"
+#include "pes_version.h"
+#include "probes/registry.h"
+
+namespace pes {
+
+namespace {
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+Agent::Agent(AgentOptions options)
+    : options_(std::move(options)),
+      engine_(EngineOptions{16, std::random_device{}(), &registry_}),
+      probes_collector_(engine_),
+      reload_ok_(prometheus::BuildGauge()
+                     .Name("pes_agent_config_last_reload_successful")
+                     .Help("Whether the last configuration reload attempt was successful.")
+                     .Register(registry_)
+                     .Add({})),
+      reload_time_(prometheus::BuildGauge()
+                       .Name("pes_agent_config_last_reload_success_timestamp_seconds")
+                       .Help("Unix time of the last successful configuration reload.")
+                       .Register(registry_)
+                       .Add({})),
+      reloads_(prometheus::BuildCounter()
+                   .Name("pes_agent_config_reloads_total")
+                   .Help("Configuration reload attempts by result.")
+                   .Register(registry_)) {
+  prometheus::BuildGauge()
+      .Name("pes_agent_build_info")
+      .Help("Constant 1 with the agent's version.")
+      .Register(registry_)
+      .Add({{"version", PES_VERSION}})
+      .Set(1);
+  reloads_.Add({{"result", "success"}});
+  reloads_.Add({{"result", "failure"}});
+
+  web_.route("/metrics", [this](const WebRequest&) {
+    WebResponse r;
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = metrics_text();
+    return r;
+  });
+  web_.route("/-/healthy", [](const WebRequest&) { return WebResponse{200, "text/plain", "Healthy.\n", {}}; });
+  web_.route("/-/ready", [this](const WebRequest&) {
+    return engine_.ready() ? WebResponse{200, "text/plain", "Ready.\n", {}}
+                           : WebResponse{503, "text/plain", "Not ready: no configuration loaded yet.\n", {}};
+  });
+  web_.route("/-/reload", [this](const WebRequest& req) {
+    if (req.method != "POST" && req.method != "PUT")
+      return WebResponse{405, "text/plain", "Use POST to reload the configuration.\n", {{"Allow", "POST"}}};
+    std::string err = reload();
+    return err.empty() ? WebResponse{200, "text/plain", "Configuration reloaded.\n", {}}
+                       : WebResponse{500, "text/plain", "Reload failed; the previous configuration keeps running:\n" + err + "\n", {}};
+  });
+  web_.route("/probe", [this](const WebRequest& req) { return handle_probe(req); });
+  web_.route("/api/v1/status", [this](const WebRequest&) {
+    return WebResponse{200, "application/json", status_json(), {}};
+  });
+  web_.route("/", [this](const WebRequest&) {
+    return WebResponse{200, "text/html; charset=utf-8", status_html(), {}};
+  });
+}
+
+Agent::~Agent() { stop(); }
+
+void Agent::start() {
+  auto cfg = load_config(options_.config_file, probe_types());
+  engine_.apply(cfg);
+  reload_ok_.Set(1);
+  reload_time_.Set(unix_now());
+  engine_.start();
+  web_.start(options_.listen_address, cfg->web);
+  started_ = true;
+  spdlog::info("pes-agent {} listening on {} with {} probes from {}", PES_VERSION, options_.listen_address,
+               cfg->probes.size(), options_.config_file);
+}
+
+std::string Agent::reload() {
+  std::lock_guard lock(reload_mu_);
+  try {
+    auto cfg = load_config(options_.config_file, probe_types());
+    engine_.apply(cfg);
+    web_.set_users(cfg->web.basic_auth_users);
+    reload_ok_.Set(1);
+    reload_time_.Set(unix_now());
+    reloads_.Add({{"result", "success"}}).Increment();
+    spdlog::info("configuration reloaded: {} probes", cfg->probes.size());
+    return "";
+  } catch (const ConfigError& e) {
+    reload_ok_.Set(0);
+    reloads_.Add({{"result", "failure"}}).Increment();
+    spdlog::error("configuration reload failed, keeping the previous configuration:\n{}", e.what());
+    return e.what();
+  } catch (const std::exception& e) {
+    reload_ok_.Set(0);
+    reloads_.Add({{"result", "failure"}}).Increment();
+    spdlog::error("configuration reload failed, keeping the previous configuration: {}", e.what());
+    return e.what();
+  }
+}
+
+void Agent::stop() {
+  if (!started_.exchange(false)) return;
+  web_.stop();
+  engine_.stop();
+}
+
+std::string Agent::metrics_text() const {
+  return render_text({&probes_collector_, &registry_, &process_collector_});
+}
+
+std::string Agent::status_json() const { return render_status_json(engine_.view(), engine_.ready()); }
+std::string Agent::status_html() const { return render_status_html(engine_.view(), engine_.ready()); }
+
+WebResponse Agent::handle_probe(const WebRequest& req) {
+  auto it = req.query.find("name");
+  if (it == req.query.end() || it->second.empty())
+    return WebResponse{400, "text/plain", "Missing ?name= (a configured probe name).\n", {}};
+  bool debug = req.query.count("debug") && req.query.at("debug") == "true";
+  auto view = engine_.view();
+  const ProbeConfig* pc = view.config ? view.config->find(it->second) : nullptr;
+  if (!pc) return WebResponse{404, "text/plain", "No probe named \"" + it->second + "\" is configured.\n", {}};
+  auto result = engine_.run_now(it->second, debug);
+  struct One : prometheus::Collectable {
+    std::vector<prometheus::MetricFamily> fams;
+    std::vector<prometheus::MetricFamily> Collect() const override { return fams; }
+  } one;
+  one.fams = adhoc_families(*pc, *view.config, result.outcome, result.duration);
+  std::string metrics = render_text({&one});
+  if (!debug) return WebResponse{200, "text/plain; version=0.0.4; charset=utf-8", metrics, {}};
+  std::ostringstream out;
+  out << "Logs for the probe:\n" << result.trace;
+  out << (result.outcome.ok ? "Probe succeeded" : "Probe failed") << " in " << result.duration << "s";
+  if (!result.outcome.ok) out << ": " << reason_name(result.outcome.reason) << ": " << result.outcome.message;
+  out << "\n\nMetrics that would have been returned:\n" << metrics;
+  std::string body = view.config->redactor ? view.config->redactor->redact(out.str()) : out.str();
+  return WebResponse{200, "text/plain; charset=utf-8", body, {}};
+}
+
+}  // namespace pes

@@ -1,0 +1,57 @@
+// The agent's configuration: global defaults, the web listener, and the list of probes.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "agent/config/parse.h"
+#include "agent/core/probe.h"
+
+namespace pes {
+
+struct ProbeConfig {
+  std::string name;
+  std::string service;
+  std::string type;
+  std::chrono::milliseconds interval{30000};
+  std::chrono::milliseconds timeout{10000};
+  int failure_threshold = 3;
+  int success_threshold = 1;
+  std::vector<std::string> depends_on;
+  std::shared_ptr<Probe> probe;
+  std::string target;
+  // Hash of every resolved field (including globals that apply): equal means unchanged on reload.
+  uint64_t fingerprint = 0;
+};
+
+struct WebConfig {
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::vector<std::pair<std::string, std::string>> basic_auth_users;  // user -> bcrypt hash
+};
+
+struct Config {
+  std::string file;
+  std::chrono::milliseconds interval{30000};
+  std::chrono::milliseconds timeout{10000};
+  int failure_threshold = 3;
+  int success_threshold = 1;
+  std::vector<std::pair<std::string, std::string>> labels;
+  WebConfig web;
+  std::vector<ProbeConfig> probes;
+  std::shared_ptr<Redactor> redactor;
+
+  const ProbeConfig* find(const std::string& name) const;
+};
+
+// Parses YAML text; `file` names it in errors. Throws ConfigError listing every problem found.
+std::shared_ptr<const Config> parse_config(const std::string& text, const std::string& file,
+                                           std::span<const ProbeType> types);
+// Reads and parses a file. Throws ConfigError (also when the file cannot be read).
+std::shared_ptr<const Config> load_config(const std::string& path, std::span<const ProbeType> types);
+
+}  // namespace pes

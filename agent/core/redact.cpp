@@ -1,0 +1,80 @@
+#include "agent/core/redact.h"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <memory>
+#include <vector>
+
+namespace pes {
+
+void Redactor::add(std::string secret) {
+  // Very short values would redact ordinary words; secrets of 1-3 characters are not secrets anyway.
+  if (secret.size() < 4) return;
+  std::lock_guard lock(mu_);
+  secrets_.insert(std::move(secret));
+}
+
+void Redactor::merge(const Redactor& other) {
+  if (&other == this) return;
+  std::set<std::string, std::greater<>> copy;
+  {
+    std::lock_guard lock(other.mu_);
+    copy = other.secrets_;
+  }
+  std::lock_guard lock(mu_);
+  secrets_.merge(copy);
+}
+
+bool Redactor::empty() const {
+  std::lock_guard lock(mu_);
+  return secrets_.empty();
+}
+
+std::string Redactor::redact(std::string_view text) const {
+  std::string out(text);
+  std::lock_guard lock(mu_);
+  // Longer secrets first so that a secret containing another is removed whole.
+  std::vector<const std::string*> order;
+  for (const auto& s : secrets_) order.push_back(&s);
+  std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->size() > b->size(); });
+  for (const auto* s : order) {
+    size_t pos = 0;
+    while ((pos = out.find(*s, pos)) != std::string::npos) {
+      out.replace(pos, s->size(), "<redacted>");
+      pos += 10;
+    }
+  }
+  return out;
+}
+
+std::string strip_userinfo(std::string_view url) {
+  struct UrlDeleter {
+    void operator()(CURLU* u) const { curl_url_cleanup(u); }
+  };
+  struct StrDeleter {
+    void operator()(char* s) const { curl_free(s); }
+  };
+  std::unique_ptr<CURLU, UrlDeleter> u(curl_url());
+  std::string in(url);
+  if (u && curl_url_set(u.get(), CURLUPART_URL, in.c_str(), CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK) {
+    curl_url_set(u.get(), CURLUPART_USER, nullptr, 0);
+    curl_url_set(u.get(), CURLUPART_PASSWORD, nullptr, 0);
+    curl_url_set(u.get(), CURLUPART_OPTIONS, nullptr, 0);
+    char* raw = nullptr;
+    if (curl_url_get(u.get(), CURLUPART_URL, &raw, 0) == CURLUE_OK) {
+      std::unique_ptr<char, StrDeleter> out(raw);
+      return std::string(out.get());
+    }
+  }
+  auto scheme = in.find("://");
+  auto at = in.find('@', scheme == std::string::npos ? 0 : scheme + 3);
+  auto slash = in.find('/', scheme == std::string::npos ? 0 : scheme + 3);
+  if (at != std::string::npos && (slash == std::string::npos || at < slash)) {
+    size_t start = scheme == std::string::npos ? 0 : scheme + 3;
+    in.erase(start, at + 1 - start);
+  }
+  return in;
+}
+
+}  // namespace pes

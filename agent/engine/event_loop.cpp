@@ -1,0 +1,471 @@
+#include "agent/engine/event_loop.h"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cassert>
+#include <cctype>
+#include <cstring>
+#include <ctime>
+
+#include "pes_version.h"
+
+namespace pes {
+
+namespace {
+
+struct SlistDeleter {
+  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
+};
+using Slist = std::unique_ptr<curl_slist, SlistDeleter>;
+
+Reason reason_for(CURLcode code) {
+  switch (code) {
+    case CURLE_OPERATION_TIMEDOUT: return Reason::timeout;
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY: return Reason::dns;
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING: return Reason::connect;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_USE_SSL_FAILED: return Reason::tls;
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL: return Reason::config;
+    case CURLE_OUT_OF_MEMORY:
+    case CURLE_FAILED_INIT: return Reason::internal;
+    default: return Reason::protocol;
+  }
+}
+
+// "Expire date:Jan  1 00:00:00 2030 GMT" as written by libcurl's OpenSSL backend.
+std::optional<int64_t> parse_expire(const char* line) {
+  const char* colon = std::strchr(line, ':');
+  if (!colon) return std::nullopt;
+  struct tm tm {};
+  const char* end = strptime(colon + 1, "%b %d %H:%M:%S %Y", &tm);
+  if (!end) return std::nullopt;
+  return static_cast<int64_t>(timegm(&tm));
+}
+
+size_t on_body(char* data, size_t size, size_t n, void* userp);
+size_t on_header(char* data, size_t size, size_t n, void* userp);
+
+}  // namespace
+
+struct EventLoop::Transfer {
+  HttpId id = 0;
+  CURL* easy = nullptr;
+  HttpDone done;
+  HttpResponse resp;
+  Slist headers;
+  Slist connect_to;
+  size_t max_body = 0;
+  bool overflow = false;
+  std::string method;
+  TimerId backstop = 0;
+  char errbuf[CURL_ERROR_SIZE] = {};
+};
+
+namespace {
+
+size_t on_body(char* data, size_t size, size_t n, void* userp) {
+  auto* t = static_cast<EventLoop::Transfer*>(userp);
+  size_t len = size * n;
+  if (t->resp.body.size() + len > t->max_body) {
+    t->overflow = true;
+    return 0;  // aborts the transfer with CURLE_WRITE_ERROR
+  }
+  t->resp.body.append(data, len);
+  return len;
+}
+
+size_t on_header(char* data, size_t size, size_t n, void* userp) {
+  auto* t = static_cast<EventLoop::Transfer*>(userp);
+  size_t len = size * n;
+  std::string_view line(data, len);
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
+  if (line.rfind("HTTP/", 0) == 0) {
+    t->resp.headers.clear();  // a new response (after a redirect or 100-continue)
+    return len;
+  }
+  auto colon = line.find(':');
+  if (colon == std::string_view::npos || t->resp.headers.size() > 512) return len;
+  std::string name(line.substr(0, colon));
+  for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::string_view value = line.substr(colon + 1);
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  t->resp.headers.emplace_back(std::move(name), std::string(value.substr(0, 8192)));
+  return len;
+}
+
+}  // namespace
+
+EventLoop::EventLoop() : multi_(curl_multi_init()), share_(curl_share_init()) {
+  epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = wake_fd_;
+  epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
+  curl_share_setopt(share_.get(), CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+  curl_multi_setopt(multi_.get(), CURLMOPT_SOCKETFUNCTION, &EventLoop::on_socket);
+  curl_multi_setopt(multi_.get(), CURLMOPT_SOCKETDATA, this);
+  curl_multi_setopt(multi_.get(), CURLMOPT_TIMERFUNCTION, &EventLoop::on_timer);
+  curl_multi_setopt(multi_.get(), CURLMOPT_TIMERDATA, this);
+}
+
+EventLoop::~EventLoop() {
+  stop();
+  for (auto& [id, t] : transfers_) {
+    curl_multi_remove_handle(multi_.get(), t->easy);
+    curl_easy_cleanup(t->easy);
+  }
+  transfers_.clear();
+  for (CURL* e : idle_handles_) curl_easy_cleanup(e);
+  multi_.reset();
+  if (wake_fd_ >= 0) close(wake_fd_);
+  if (epoll_fd_ >= 0) close(epoll_fd_);
+}
+
+void EventLoop::start() {
+  if (running_.exchange(true)) return;
+  thread_ = std::thread([this] {
+    thread_id_ = std::this_thread::get_id();
+    run();
+  });
+}
+
+void EventLoop::stop() {
+  if (!running_.exchange(false)) return;
+  uint64_t one = 1;
+  [[maybe_unused]] auto w = write(wake_fd_, &one, sizeof one);
+  if (thread_.joinable()) thread_.join();
+  thread_id_ = std::thread::id();
+}
+
+void EventLoop::post(std::function<void()> fn) {
+  {
+    std::lock_guard lock(post_mu_);
+    posted_.push_back(std::move(fn));
+  }
+  uint64_t one = 1;
+  [[maybe_unused]] auto w = write(wake_fd_, &one, sizeof one);
+}
+
+EventLoop::TimerId EventLoop::add_timer(Clock::time_point when, std::function<void()> fn) {
+  TimerId id = next_timer_id_++;
+  auto it = timers_.emplace(when, std::make_pair(id, std::move(fn)));
+  timer_index_[id] = it;
+  return id;
+}
+
+void EventLoop::cancel_timer(TimerId id) {
+  auto it = timer_index_.find(id);
+  if (it == timer_index_.end()) return;
+  timers_.erase(it->second);
+  timer_index_.erase(it);
+}
+
+void EventLoop::drain_posted() {
+  std::vector<std::function<void()>> work;
+  {
+    std::lock_guard lock(post_mu_);
+    work.swap(posted_);
+  }
+  for (auto& fn : work) fn();
+}
+
+void EventLoop::run_timers() {
+  auto now = Clock::now();
+  while (!timers_.empty() && timers_.begin()->first <= now) {
+    auto node = timers_.extract(timers_.begin());
+    timer_index_.erase(node.mapped().first);
+    node.mapped().second();
+  }
+}
+
+int EventLoop::on_socket(CURL*, curl_socket_t s, int what, void* userp, void* socketp) {
+  auto* self = static_cast<EventLoop*>(userp);
+  if (what == CURL_POLL_REMOVE) {
+    epoll_ctl(self->epoll_fd_, EPOLL_CTL_DEL, s, nullptr);  // may already be closed: ignore errors
+    curl_multi_assign(self->multi_.get(), s, nullptr);
+    return 0;
+  }
+  epoll_event ev{};
+  ev.data.fd = s;
+  if (what & CURL_POLL_IN) ev.events |= EPOLLIN;
+  if (what & CURL_POLL_OUT) ev.events |= EPOLLOUT;
+  if (socketp) {
+    epoll_ctl(self->epoll_fd_, EPOLL_CTL_MOD, s, &ev);
+  } else {
+    if (epoll_ctl(self->epoll_fd_, EPOLL_CTL_ADD, s, &ev) != 0 && errno == EEXIST)
+      epoll_ctl(self->epoll_fd_, EPOLL_CTL_MOD, s, &ev);
+    curl_multi_assign(self->multi_.get(), s, self);
+  }
+  return 0;
+}
+
+int EventLoop::on_timer(CURLM*, long timeout_ms, void* userp) {
+  auto* self = static_cast<EventLoop*>(userp);
+  self->curl_timeout_ms_ = timeout_ms;
+  self->curl_timer_set_at_ = Clock::now();
+  return 0;
+}
+
+void EventLoop::run() {
+  std::vector<epoll_event> events(256);
+  int still = 0;
+  while (running_.load(std::memory_order_relaxed)) {
+    auto now = Clock::now();
+    long wait_ms = 1000;
+    if (!timers_.empty()) {
+      auto d = std::chrono::ceil<Millis>(timers_.begin()->first - now).count();
+      wait_ms = std::min<long>(wait_ms, std::max<long>(0, d));
+    }
+    if (curl_timeout_ms_ >= 0) {
+      auto due = curl_timer_set_at_ + Millis(curl_timeout_ms_);
+      auto d = std::chrono::ceil<Millis>(due - now).count();
+      wait_ms = std::min<long>(wait_ms, std::max<long>(0, d));
+    }
+    {
+      std::lock_guard lock(post_mu_);
+      if (!posted_.empty()) wait_ms = 0;
+    }
+    int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), static_cast<int>(wait_ms));
+    for (int i = 0; i < n; ++i) {
+      int fd = events[i].data.fd;
+      if (fd == wake_fd_) {
+        uint64_t v;
+        [[maybe_unused]] auto r = read(wake_fd_, &v, sizeof v);
+        continue;
+      }
+      int flags = 0;
+      if (events[i].events & EPOLLIN) flags |= CURL_CSELECT_IN;
+      if (events[i].events & EPOLLOUT) flags |= CURL_CSELECT_OUT;
+      if (events[i].events & (EPOLLERR | EPOLLHUP)) flags |= CURL_CSELECT_ERR;
+      curl_multi_socket_action(multi_.get(), fd, flags, &still);
+    }
+    if (curl_timeout_ms_ >= 0 && Clock::now() >= curl_timer_set_at_ + Millis(curl_timeout_ms_)) {
+      curl_timeout_ms_ = -1;
+      curl_multi_socket_action(multi_.get(), CURL_SOCKET_TIMEOUT, 0, &still);
+    }
+    check_multi_info();
+    drain_posted();
+    run_timers();
+  }
+}
+
+void EventLoop::check_multi_info() {
+  int left = 0;
+  while (CURLMsg* msg = curl_multi_info_read(multi_.get(), &left)) {
+    if (msg->msg == CURLMSG_DONE) finish(msg->easy_handle, msg->data.result);
+  }
+}
+
+EventLoop::HttpId EventLoop::start_http(const HttpRequest& req, Clock::time_point deadline, HttpDone done) {
+  assert(in_loop() || !running_);
+  auto t = std::make_unique<Transfer>();
+  t->id = next_http_id_++;
+  t->done = std::move(done);
+  t->max_body = req.max_body_bytes;
+  t->method = req.method;
+  CURL* e;
+  if (!idle_handles_.empty()) {
+    e = idle_handles_.back();
+    idle_handles_.pop_back();
+    curl_easy_reset(e);
+  } else {
+    e = curl_easy_init();
+  }
+  t->easy = e;
+  long left = std::chrono::duration_cast<Millis>(deadline - Clock::now()).count();
+  if (left < 1) left = 1;
+
+  std::string url = req.url;
+  if (!req.tls.server_name.empty()) {
+    // Connect to the URL's host but speak TLS (SNI, certificate name, Host) as server_name.
+    CURLU* u = curl_url();
+    if (curl_url_set(u, CURLUPART_URL, url.c_str(), 0) == CURLUE_OK) {
+      char* host = nullptr;
+      char* port = nullptr;
+      curl_url_get(u, CURLUPART_HOST, &host, 0);
+      curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
+      if (host && port) {
+        std::string rule = req.tls.server_name + ":" + port + ":" + host + ":" + port;
+        t->connect_to.reset(curl_slist_append(nullptr, rule.c_str()));
+        curl_url_set(u, CURLUPART_HOST, req.tls.server_name.c_str(), 0);
+        char* out = nullptr;
+        if (curl_url_get(u, CURLUPART_URL, &out, 0) == CURLUE_OK) url = out;
+        curl_free(out);
+      }
+      curl_free(host);
+      curl_free(port);
+    }
+    curl_url_cleanup(u);
+    if (t->connect_to) curl_easy_setopt(e, CURLOPT_CONNECT_TO, t->connect_to.get());
+  }
+
+  curl_easy_setopt(e, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(e, CURLOPT_PRIVATE, t.get());
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, left);
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, left);
+  curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);  // measure what a new client pays
+  curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+  curl_easy_setopt(e, CURLOPT_SHARE, share_.get());
+  curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, 10L);
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_USERAGENT, "pes-agent/" PES_VERSION);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &on_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, t.get());
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, t.get());
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, req.follow_redirects ? 1L : 0L);
+  curl_easy_setopt(e, CURLOPT_MAXREDIRS, req.max_redirects);
+  curl_easy_setopt(e, CURLOPT_CERTINFO, 1L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, req.tls.insecure_skip_verify ? 0L : 1L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, req.tls.insecure_skip_verify ? 0L : 2L);
+  if (!req.tls.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, req.tls.ca_file.c_str());
+  if (!req.tls.cert_file.empty()) curl_easy_setopt(e, CURLOPT_SSLCERT, req.tls.cert_file.c_str());
+  if (!req.tls.key_file.empty()) curl_easy_setopt(e, CURLOPT_SSLKEY, req.tls.key_file.c_str());
+  if (req.basic_auth) {
+    curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
+    curl_easy_setopt(e, CURLOPT_USERNAME, req.basic_auth->first.c_str());
+    curl_easy_setopt(e, CURLOPT_PASSWORD, req.basic_auth->second.c_str());
+  }
+  if (req.method == "HEAD") {
+    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+  } else if (req.method != "GET" || req.body) {
+    if (req.method != "POST") curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+    if (req.body || req.method == "POST") {
+      const std::string& b = req.body ? *req.body : std::string();
+      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(b.size()));
+      curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, b.c_str());
+    }
+  }
+  curl_slist* hl = nullptr;
+  for (const auto& [k, v] : req.headers) {
+    std::string h = v.empty() ? k + ";" : k + ": " + v;
+    hl = curl_slist_append(hl, h.c_str());
+  }
+  if (req.body) {
+    bool has_expect = false;
+    for (const auto& [k, v] : req.headers)
+      if (strcasecmp(k.c_str(), "Expect") == 0) has_expect = true;
+    if (!has_expect) hl = curl_slist_append(hl, "Expect:");
+  }
+  t->headers.reset(hl);
+  if (hl) curl_easy_setopt(e, CURLOPT_HTTPHEADER, hl);
+
+  HttpId id = t->id;
+  // Backstop: libcurl's own timeout should end the transfer first; this one never lets it linger.
+  t->backstop = add_timer(deadline + Millis(20), [this, id] {
+    auto it = transfers_.find(id);
+    if (it == transfers_.end()) return;
+    auto tr = std::move(it->second);
+    transfers_.erase(it);
+    curl_multi_remove_handle(multi_.get(), tr->easy);
+    curl_easy_cleanup(tr->easy);
+    tr->resp.ok = false;
+    tr->resp.reason = Reason::timeout;
+    tr->resp.error = "no answer before the deadline";
+    if (tr->done) tr->done(std::move(tr->resp));
+  });
+  transfers_.emplace(id, std::move(t));
+  curl_multi_add_handle(multi_.get(), e);
+  return id;
+}
+
+void EventLoop::cancel_http(HttpId id) {
+  auto it = transfers_.find(id);
+  if (it == transfers_.end()) return;
+  auto tr = std::move(it->second);
+  transfers_.erase(it);
+  cancel_timer(tr->backstop);
+  curl_multi_remove_handle(multi_.get(), tr->easy);
+  curl_easy_cleanup(tr->easy);
+}
+
+void EventLoop::finish(CURL* easy, CURLcode code) {
+  Transfer* raw = nullptr;
+  curl_easy_getinfo(easy, CURLINFO_PRIVATE, reinterpret_cast<char**>(&raw));
+  curl_multi_remove_handle(multi_.get(), easy);
+  if (!raw) {
+    curl_easy_cleanup(easy);
+    return;
+  }
+  auto it = transfers_.find(raw->id);
+  if (it == transfers_.end()) {
+    curl_easy_cleanup(easy);
+    return;
+  }
+  auto tr = std::move(it->second);
+  transfers_.erase(it);
+  cancel_timer(tr->backstop);
+  HttpResponse& r = tr->resp;
+
+  curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r.status);
+  curl_off_t q = 0, c = 0, a = 0, p = 0, s = 0, total = 0;
+  curl_easy_getinfo(easy, CURLINFO_NAMELOOKUP_TIME_T, &q);
+  curl_easy_getinfo(easy, CURLINFO_CONNECT_TIME_T, &c);
+  curl_easy_getinfo(easy, CURLINFO_APPCONNECT_TIME_T, &a);
+  curl_easy_getinfo(easy, CURLINFO_PRETRANSFER_TIME_T, &p);
+  curl_easy_getinfo(easy, CURLINFO_STARTTRANSFER_TIME_T, &s);
+  curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME_T, &total);
+  auto sec = [](curl_off_t us) { return us > 0 ? static_cast<double>(us) / 1e6 : 0.0; };
+  r.phases.resolve = sec(q);
+  r.phases.connect = c > q ? sec(c - q) : 0;
+  r.phases.tls = a > c ? sec(a - c) : 0;
+  curl_off_t before_processing = std::max({p, a, c});
+  r.phases.processing = s > before_processing ? sec(s - before_processing) : 0;
+  r.phases.transfer = total > s && s > 0 ? sec(total - s) : 0;
+  r.total_seconds = sec(total);
+  curl_off_t cl = -1;
+  curl_easy_getinfo(easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+  r.content_length = cl;
+  curl_easy_getinfo(easy, CURLINFO_REDIRECT_COUNT, &r.redirects);
+  char* eff = nullptr;
+  if (curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &eff) == CURLE_OK && eff) r.effective_url = eff;
+  curl_certinfo* ci = nullptr;
+  if (curl_easy_getinfo(easy, CURLINFO_CERTINFO, &ci) == CURLE_OK && ci) {
+    for (int i = 0; i < ci->num_of_certs; ++i) {
+      for (curl_slist* l = ci->certinfo[i]; l; l = l->next) {
+        if (std::strncmp(l->data, "Expire date:", 12) != 0) continue;
+        if (auto t = parse_expire(l->data))
+          if (!r.earliest_cert_expiry || *t < *r.earliest_cert_expiry) r.earliest_cert_expiry = *t;
+      }
+    }
+  }
+
+  if (code == CURLE_OK) {
+    r.ok = true;
+  } else if (tr->overflow) {
+    r.reason = Reason::protocol;
+    r.error = "response body larger than max_body_bytes (" + std::to_string(tr->max_body) + ")";
+  } else {
+    r.reason = reason_for(code);
+    r.error = tr->errbuf[0] ? tr->errbuf : curl_easy_strerror(code);
+    if (code == CURLE_TOO_MANY_REDIRECTS) r.error = "too many redirects (more than the allowed maximum)";
+  }
+  if (idle_handles_.size() < 256) {
+    idle_handles_.push_back(easy);
+  } else {
+    curl_easy_cleanup(easy);
+  }
+  if (tr->done) tr->done(std::move(r));
+}
+
+}  // namespace pes

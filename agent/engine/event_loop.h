@@ -1,0 +1,89 @@
+// One thread that owns a libcurl multi handle, an epoll set and a timer queue. Other threads hand
+// it work with post(); loop-only functions assert the thread they run on (trantor's shape).
+#pragma once
+
+#include <curl/curl.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "agent/core/http_types.h"
+
+namespace pes {
+
+class EventLoop {
+ public:
+  using TimerId = uint64_t;
+  using HttpId = uint64_t;
+  using HttpDone = std::function<void(HttpResponse)>;
+
+  EventLoop();
+  ~EventLoop();
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  void start();
+  // Stops the thread; pending transfers are abandoned without callbacks.
+  void stop();
+  bool in_loop() const { return std::this_thread::get_id() == thread_id_.load(); }
+
+  // Thread-safe: runs fn on the loop thread.
+  void post(std::function<void()> fn);
+
+  // Loop thread only.
+  TimerId add_timer(Clock::time_point when, std::function<void()> fn);
+  void cancel_timer(TimerId id);
+  // Starts a transfer that ends (with reason timeout if need be) no later than `deadline`.
+  HttpId start_http(const HttpRequest& req, Clock::time_point deadline, HttpDone done);
+  // Abandons a transfer: its callback will not run.
+  void cancel_http(HttpId id);
+  size_t transfers() const { return transfers_.size(); }
+
+  struct Transfer;  // one transfer's state (defined in the .cpp; public for libcurl's callbacks)
+
+ private:
+  struct CurlMultiDeleter {
+    void operator()(CURLM* m) const { curl_multi_cleanup(m); }
+  };
+  struct CurlShareDeleter {
+    void operator()(CURLSH* s) const { curl_share_cleanup(s); }
+  };
+
+  void run();
+  void run_timers();
+  void drain_posted();
+  void check_multi_info();
+  void finish(CURL* easy, CURLcode code);
+  static int on_socket(CURL* easy, curl_socket_t s, int what, void* userp, void* socketp);
+  static int on_timer(CURLM* multi, long timeout_ms, void* userp);
+
+  std::unique_ptr<CURLM, CurlMultiDeleter> multi_;
+  std::unique_ptr<CURLSH, CurlShareDeleter> share_;  // DNS cache shared by every transfer
+  int epoll_fd_ = -1;
+  int wake_fd_ = -1;
+  std::thread thread_;
+  std::atomic<std::thread::id> thread_id_{};
+  std::atomic<bool> running_{false};
+
+  std::mutex post_mu_;
+  std::vector<std::function<void()>> posted_;
+
+  TimerId next_timer_id_ = 1;
+  std::multimap<Clock::time_point, std::pair<TimerId, std::function<void()>>> timers_;
+  std::unordered_map<TimerId, decltype(timers_)::iterator> timer_index_;
+  long curl_timeout_ms_ = -1;  // from CURLMOPT_TIMERFUNCTION; -1 = none
+  Clock::time_point curl_timer_set_at_{};
+
+  HttpId next_http_id_ = 1;
+  std::unordered_map<HttpId, std::unique_ptr<Transfer>> transfers_;
+  std::vector<CURL*> idle_handles_;  // easy handles kept for reuse
+};
+
+}  // namespace pes

@@ -1,0 +1,228 @@
+#include "agent/web/status.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <map>
+
+namespace pes {
+
+namespace {
+
+struct ProbeSnapshot {
+  std::string name, service, type, target;
+  std::vector<std::string> depends_on;
+  bool has_run = false;
+  std::optional<bool> up;
+  bool last_ok = false;
+  Reason reason = Reason::none;
+  std::string message;
+  std::string last_error;
+  Reason last_failure_reason = Reason::none;
+  double last_failure = 0;
+  double last_run = 0;
+  double last_change = 0;
+  double duration = 0;
+  uint64_t runs_ok = 0, runs_failed = 0;
+  std::vector<RunRecord> history;
+};
+
+std::vector<ProbeSnapshot> snapshot(const Engine::View& view) {
+  std::vector<ProbeSnapshot> out;
+  for (const auto& rt : view.probes) {
+    ProbeSnapshot s;
+    s.name = rt->cfg.name;
+    s.service = rt->cfg.service;
+    s.type = rt->cfg.type;
+    s.target = rt->cfg.target;
+    s.depends_on = rt->cfg.depends_on;
+    std::lock_guard lock(rt->mu);
+    s.has_run = rt->has_run;
+    s.up = rt->state.up();
+    s.last_ok = rt->last_ok;
+    s.reason = rt->last_reason;
+    s.message = rt->last_message;
+    s.last_error = rt->last_error;
+    s.last_failure_reason = rt->last_failure_reason;
+    s.last_failure = rt->last_failure_unix;
+    s.last_run = rt->last_end_unix;
+    s.last_change = rt->last_change_unix;
+    s.duration = rt->last_duration;
+    s.runs_ok = rt->runs_ok;
+    s.runs_failed = rt->runs_failed;
+    s.history.assign(rt->history.begin(), rt->history.end());
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+const char* state_word(const ProbeSnapshot& s) {
+  if (!s.up) return "unknown";
+  return *s.up ? "up" : "down";
+}
+
+// The dependencies of a down probe that are down themselves: the likely root cause.
+std::vector<std::string> down_dependencies(const ProbeSnapshot& s, const std::map<std::string, const ProbeSnapshot*>& by) {
+  std::vector<std::string> out;
+  for (const auto& d : s.depends_on) {
+    auto it = by.find(d);
+    if (it != by.end() && it->second->up && !*it->second->up) out.push_back(d);
+  }
+  return out;
+}
+
+std::string iso_time(double unix_seconds) {
+  if (unix_seconds <= 0) return "";
+  time_t t = static_cast<time_t>(unix_seconds);
+  struct tm tm {};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string ago(double unix_seconds, double now) {
+  if (unix_seconds <= 0) return "never";
+  double d = now - unix_seconds;
+  char buf[64];
+  if (d < 90) std::snprintf(buf, sizeof buf, "%.0f s ago", d < 0 ? 0 : d);
+  else if (d < 5400) std::snprintf(buf, sizeof buf, "%.0f min ago", d / 60);
+  else if (d < 172800) std::snprintf(buf, sizeof buf, "%.1f h ago", d / 3600);
+  else std::snprintf(buf, sizeof buf, "%.0f days ago", d / 86400);
+  return buf;
+}
+
+std::string html_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+std::string render_status_json(const Engine::View& view, bool ready) {
+  auto snaps = snapshot(view);
+  std::map<std::string, const ProbeSnapshot*> by;
+  for (const auto& s : snaps) by[s.name] = &s;
+  nlohmann::json doc;
+  doc["ready"] = ready;
+  doc["config_file"] = view.config ? view.config->file : "";
+  auto& list = doc["probes"] = nlohmann::json::array();
+  for (const auto& s : snaps) {
+    nlohmann::json p;
+    p["name"] = s.name;
+    p["service"] = s.service;
+    p["type"] = s.type;
+    p["target"] = s.target;
+    p["depends_on"] = s.depends_on;
+    p["state"] = state_word(s);
+    p["last_success"] = s.has_run ? nlohmann::json(s.last_ok) : nlohmann::json(nullptr);
+    p["last_reason"] = std::string(reason_name(s.reason));
+    p["last_message"] = s.message;
+    p["last_error"] = s.last_error;
+    p["last_failure_reason"] = std::string(reason_name(s.last_failure_reason));
+    p["last_failure"] = iso_time(s.last_failure);
+    p["last_run"] = iso_time(s.last_run);
+    p["last_change"] = iso_time(s.last_change);
+    p["duration_seconds"] = s.duration;
+    p["runs"] = {{"success", s.runs_ok}, {"failure", s.runs_failed}};
+    p["down_because"] = down_dependencies(s, by);
+    auto& h = p["history"] = nlohmann::json::array();
+    for (const auto& r : s.history)
+      h.push_back({{"success", r.ok}, {"reason", std::string(reason_name(r.reason))},
+                   {"duration_seconds", r.duration}, {"time", iso_time(r.end_unix)}});
+    list.push_back(std::move(p));
+  }
+  return doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+std::string render_status_html(const Engine::View& view, bool ready) {
+  auto snaps = snapshot(view);
+  std::map<std::string, const ProbeSnapshot*> by;
+  for (const auto& s : snaps) by[s.name] = &s;
+  std::map<std::string, std::vector<const ProbeSnapshot*>> services;
+  int down = 0, unknown = 0;
+  for (const auto& s : snaps) {
+    services[s.service].push_back(&s);
+    if (!s.up) ++unknown;
+    else if (!*s.up) ++down;
+  }
+  double now = unix_now();
+  std::string h;
+  h += "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+       "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+       "<meta http-equiv=\"refresh\" content=\"15\"><title>";
+  h += down ? std::to_string(down) + " down - pes-agent" : "All up - pes-agent";
+  h += "</title><style>"
+       "body{font-family:system-ui,sans-serif;margin:0;padding:1rem;background:#f6f7f9;color:#111;font-size:17px}"
+       "h1{font-size:1.4rem;margin:0 0 .5rem}h2{font-size:1.1rem;margin:1.2rem 0 .4rem}"
+       ".sum{padding:.8rem;border-radius:.5rem;font-weight:600;margin-bottom:1rem}"
+       ".sum.ok{background:#d9f2de;color:#0b5a1c}.sum.bad{background:#fde0df;color:#8a1111}"
+       ".p{background:#fff;border-radius:.5rem;padding:.7rem .8rem;margin:.4rem 0;border-left:.5rem solid #999}"
+       ".p.up{border-color:#1f9d3a}.p.down{border-color:#d0231b}.p.unknown{border-color:#999}"
+       ".st{font-weight:700;text-transform:uppercase;margin-right:.4rem}.up .st{color:#1f7a33}"
+       ".down .st{color:#b31d16}.unknown .st{color:#555}.name{font-weight:600}"
+       ".meta{color:#444;font-size:.9rem;margin-top:.25rem}.err{color:#8a1111;margin-top:.3rem}"
+       ".why{background:#fff4d6;padding:.2rem .4rem;border-radius:.3rem;margin-top:.3rem}"
+       ".hist{margin-top:.35rem;font-family:monospace;letter-spacing:1px}.hist .g{color:#1f9d3a}.hist .r{color:#d0231b}"
+       "</style></head><body>\n<h1>pes-agent status</h1>\n";
+  if (!ready) h += "<div class=\"sum bad\">Agent is starting: no configuration loaded yet.</div>\n";
+  else if (down) h += "<div class=\"sum bad\">" + std::to_string(down) + " of " + std::to_string(snaps.size()) + " probes DOWN</div>\n";
+  else h += "<div class=\"sum ok\">All " + std::to_string(snaps.size() - unknown) + " probes up" +
+            (unknown ? " (" + std::to_string(unknown) + " not run yet)" : "") + "</div>\n";
+  for (const auto& [service, list] : services) {
+    h += "<section><h2>" + html_escape(service) + "</h2>\n";
+    for (const auto* s : list) {
+      std::string st = state_word(*s);
+      h += "<div class=\"p " + st + "\" id=\"probe-" + html_escape(s->name) + "\"><span class=\"st\">" + st +
+           "</span><span class=\"name\">" + html_escape(s->name) + "</span> <small>(" + html_escape(s->type) +
+           ")</small>";
+      h += "<div class=\"meta\">" + html_escape(s->target) + "</div>";
+      if (s->has_run && !s->last_ok)
+        h += "<div class=\"err\">Last run failed (" + std::string(reason_name(s->reason)) + "): " +
+             html_escape(s->message) + "</div>";
+      else if (!s->last_error.empty())
+        h += "<div class=\"meta\">Last error " + ago(s->last_failure, now) + " (" +
+             std::string(reason_name(s->last_failure_reason)) + "): " + html_escape(s->last_error) + "</div>";
+      auto because = down_dependencies(*s, by);
+      if (s->up && !*s->up && !because.empty()) {
+        std::string names;
+        for (const auto& b : because) names += (names.empty() ? "" : ", ") + b;
+        h += "<div class=\"why\">Down because " + html_escape(names) + (because.size() > 1 ? " are" : " is") +
+             " down</div>";
+      }
+      char dur[32];
+      std::snprintf(dur, sizeof dur, "%.3f s", s->duration);
+      h += "<div class=\"meta\">State since " + ago(s->last_change, now) + " · last run " + ago(s->last_run, now) +
+           " · took " + dur + "</div>";
+      if (!s->history.empty()) {
+        h += "<div class=\"hist\" title=\"last runs, oldest first\">";
+        for (const auto& r : s->history) h += r.ok ? "<span class=\"g\">●</span>" : "<span class=\"r\">✕</span>";
+        h += "</div>";
+      }
+      h += "</div>\n";
+    }
+    h += "</section>\n";
+  }
+  h += "<p class=\"meta\">Page refreshes every 15 s · <a href=\"/metrics\">metrics</a> · "
+       "<a href=\"/api/v1/status\">JSON</a></p></body></html>\n";
+  return h;
+}
+
+}  // namespace pes

@@ -1,0 +1,13 @@
+// The human status page (/) and its JSON twin (/api/v1/status), rendered from the engine's view.
+#pragma once
+
+#include <string>
+
+#include "agent/engine/engine.h"
+
+namespace pes {
+
+std::string render_status_json(const Engine::View& view, bool ready);
+std::string render_status_html(const Engine::View& view, bool ready);
+
+}  // namespace pes

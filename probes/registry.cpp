@@ -1,0 +1,16 @@
+#include "probes/registry.h"
+
+#include "probes/http/http_probe.h"
+#include "probes/tcp/tcp_probe.h"
+
+namespace pes {
+
+std::span<const ProbeType> probe_types() {
+  static const ProbeType kTypes[] = {
+      {"http", &HttpProbe::parse},
+      {"tcp", &TcpProbe::parse},
+  };
+  return kTypes;
+}
+
+}  // namespace pes

@@ -1,0 +1,1 @@
+// Keeps pes_test_support a real library even before support/ has sources.
