@@ -15,7 +15,7 @@ PKGS=(
   # real servers the tests and the demo start on loopback
   nginx-light openssl postgresql slapd ldap-utils prosody coturn
   prometheus prometheus-alertmanager prometheus-blackbox-exporter docker-compose
-  curl procps iproute2 python3 chromium
+  curl procps iproute2 python3 python3-yaml chromium
 )
 
 if [ "$(id -u)" -ne 0 ]; then
