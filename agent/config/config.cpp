@@ -42,7 +42,9 @@ const ProbeType* find_type(std::span<const ProbeType> types, const std::string& 
   return nullptr;
 }
 
-void check_cycles(ParseContext& ctx, const Config& cfg, const std::map<std::string, YAML::Mark>& marks) {
+// `where` maps a probe name to the place of its depends_on list.
+void check_cycles(ParseContext& ctx, const Config& cfg,
+                  const std::map<std::string, std::pair<YAML::Mark, std::string>>& where) {
   std::map<std::string, const ProbeConfig*> by_name;
   for (const auto& p : cfg.probes) by_name[p.name] = &p;
   std::map<std::string, int> color;  // 0 new, 1 on stack, 2 done
@@ -58,7 +60,8 @@ void check_cycles(ParseContext& ctx, const Config& cfg, const std::map<std::stri
         auto it = std::find(stack.begin(), stack.end(), d);
         for (; it != stack.end(); ++it) cycle += *it + " -> ";
         cycle += d;
-        if (reported.insert(d).second) ctx.error(marks.at(n), "probes." + n + ".depends_on", "dependency cycle: " + cycle);
+        if (reported.insert(d).second && where.count(n))
+          ctx.error(where.at(n).first, where.at(n).second, "dependency cycle: " + cycle);
       } else if (color[d] == 0) {
         visit(d);
       }
@@ -142,6 +145,7 @@ std::shared_ptr<const Config> parse_config(const std::string& text, const std::s
     ctx.take_fingerprint();
     std::map<std::string, YAML::Mark> marks;
     std::vector<std::pair<std::vector<std::string>, std::pair<YAML::Mark, std::string>>> dep_refs;
+    std::map<std::string, std::pair<YAML::Mark, std::string>> dep_where;
     if (!list.IsDefined() || list.IsNull()) {
       ctx.error(top.mark(), "probes", "required: a list of probes");
     } else if (!list.IsSequence()) {
@@ -170,7 +174,8 @@ std::shared_ptr<const Config> parse_config(const std::string& text, const std::s
           pc.name = *name;
         }
         pc.service = ps.str_or("service", pc.name);
-        if (name && !valid_name(pc.service)) ps.error("service", "must match [a-z0-9_-]+, got \"" + pc.service + "\"");
+        if (ps.has("service") && !valid_name(pc.service))
+          ps.error("service", "must match [a-z0-9_-]+, got \"" + pc.service + "\"");
         auto type = ps.str("type", Section::required);
         bool has_interval = ps.has("interval");
         if (auto v = ps.duration("interval")) pc.interval = *v;
@@ -188,6 +193,7 @@ std::shared_ptr<const Config> parse_config(const std::string& text, const std::s
         if (!pc.depends_on.empty()) {
           auto dn = ps.raw("depends_on");
           dep_refs.push_back({pc.depends_on, {dn.Mark(), ps.path_of("depends_on")}});
+          dep_where[pc.name] = {dn.Mark(), ps.path_of("depends_on")};
           std::set<std::string> seen;
           for (const auto& d : pc.depends_on) {
             if (d == pc.name) ps.error("depends_on", "a probe cannot depend on itself");
@@ -241,7 +247,7 @@ std::shared_ptr<const Config> parse_config(const std::string& text, const std::s
                   "probe \"" + ref.name + "\" has type " + target->type + ", not " + ref.required_type);
       }
     }
-    check_cycles(ctx, *cfg, marks);
+    check_cycles(ctx, *cfg, dep_where);
   } catch (const YAML::Exception& e) {
     ctx.error(e.mark, "", std::string("YAML error: ") + e.what());
   }
