@@ -1,6 +1,8 @@
 #include "probes/registry.h"
 
 #include "probes/http/http_probe.h"
+#include "probes/ldap/ldap_probe.h"
+#include "probes/postgres/postgres_probe.h"
 #include "probes/tcp/tcp_probe.h"
 
 namespace pes {
@@ -9,6 +11,8 @@ std::span<const ProbeType> probe_types() {
   static const ProbeType kTypes[] = {
       {"http", &HttpProbe::parse},
       {"tcp", &TcpProbe::parse},
+      {"postgres", &PostgresProbe::parse},
+      {"ldap", &LdapProbe::parse},
   };
   return kTypes;
 }

@@ -1,0 +1,54 @@
+// The `ldap` probe: a simple bind over ldap://, ldap:// + StartTLS or ldaps://, and an optional
+// search that must find a minimum number of entries; libldap with timeouts from the run's deadline.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "agent/config/parse.h"
+#include "agent/core/probe.h"
+
+namespace pes {
+
+struct LdapSearchSpec {
+  std::string base;
+  std::string filter = "(objectClass=*)";
+  std::string scope = "sub";  // base | one | sub
+  int min_entries = 1;
+};
+
+struct LdapSpec {
+  std::string url;  // ldap://host:port or ldaps://host:port
+  bool start_tls = false;
+  std::string bind_dn;   // empty: anonymous bind
+  std::string password;  // secret
+  std::optional<LdapSearchSpec> search;
+  TlsOptions tls;  // ca_file, cert_file, key_file, insecure_skip_verify
+};
+
+// Entries counted by a search at most; a search that finds more stops there (and succeeds).
+inline constexpr int kLdapMaxEntries = 1000;
+
+class LdapProbe : public Probe {
+ public:
+  explicit LdapProbe(LdapSpec spec) : spec_(std::make_shared<const LdapSpec>(std::move(spec))) {}
+  void run(RunContextPtr ctx, Done done) override;
+  std::string target() const override { return spec_->url; }
+  static std::unique_ptr<Probe> parse(Section& s);
+
+ private:
+  // Shared with running runs, so a reload that drops this probe cannot free it under a worker.
+  std::shared_ptr<const LdapSpec> spec_;
+};
+
+// Runs one check synchronously on the calling thread; every libldap call is bounded by `deadline`.
+Outcome run_ldap(const LdapSpec& spec, Clock::time_point deadline, Trace& trace);
+
+// The step of a run, for classifying a libldap result code.
+enum class LdapStep { start_tls, bind, search };
+// The failure reason for libldap result code `rc` (non-zero) in `step`; `tls` says whether TLS was
+// being set up on the connection at that step (ldaps:// connect, StartTLS).
+Reason classify_ldap_result(int rc, LdapStep step, bool tls);
+
+}  // namespace pes
