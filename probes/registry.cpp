@@ -3,6 +3,7 @@
 #include "probes/http/http_probe.h"
 #include "probes/ldap/ldap_probe.h"
 #include "probes/postgres/postgres_probe.h"
+#include "probes/presets/preset.h"
 #include "probes/tcp/tcp_probe.h"
 
 namespace pes {
@@ -13,6 +14,11 @@ std::span<const ProbeType> probe_types() {
       {"tcp", &TcpProbe::parse},
       {"postgres", &PostgresProbe::parse},
       {"ldap", &LdapProbe::parse},
+      {"nextcloud", &parse_nextcloud_probe},
+      {"collabora", &parse_collabora_probe},
+      {"gitea", &parse_gitea_probe},
+      {"nexus", &parse_nexus_probe},
+      {"moodle", &parse_moodle_probe},
   };
   return kTypes;
 }
