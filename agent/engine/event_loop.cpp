@@ -40,8 +40,9 @@ Reason reason_for(CURLcode code) {
     case CURLE_SSL_ENGINE_INITFAILED:
     case CURLE_SSL_CRL_BADFILE:
     case CURLE_USE_SSL_FAILED: return Reason::tls;
-    case CURLE_URL_MALFORMAT:
-    case CURLE_UNSUPPORTED_PROTOCOL: return Reason::config;
+    case CURLE_URL_MALFORMAT: return Reason::config;
+    // Also "Received HTTP/0.9 when not allowed": the peer does not speak HTTP (URLs are validated at load).
+    case CURLE_UNSUPPORTED_PROTOCOL: return Reason::protocol;
     case CURLE_OUT_OF_MEMORY:
     case CURLE_FAILED_INIT: return Reason::internal;
     default: return Reason::protocol;
