@@ -92,7 +92,7 @@ std::string_view stun_probe_error_name(StunProbeError e);
 
 struct StunProbeOptions {
   std::chrono::milliseconds initial_rto{100};  // RFC 5389 §7.2.1 RTO; doubled per retransmit
-  int max_transmissions = 7;                    // RFC 5389 Rc
+  int max_transmissions = 7;                   // RFC 5389 Rc
   StunRequestOptions request;
   // The transaction id to use; empty = 96 random bits from std::random_device.
   std::optional<StunTransactionId> transaction_id;
@@ -102,23 +102,26 @@ struct StunProbeResult {
   StunProbeError error = StunProbeError::none;
   std::string message;  // human words on failure
 
-  StunAddress mapped;                    // on success
-  std::chrono::microseconds rtt{0};      // from the first transmission to the answer
-  int transmissions = 0;                 // requests sent (1 = no retransmission needed)
-  std::string server_address;            // the address actually used, e.g. "127.0.0.1:3478"
-  StunBindingResponse response;          // the decoded answer (also for protocol errors)
+  StunAddress mapped;                // on success
+  std::chrono::microseconds rtt{0};  // from the first transmission to the answer
+  int transmissions = 0;             // requests sent, over all addresses tried
+  std::string server_address;        // the address actually used, e.g. "127.0.0.1:3478"
+  StunBindingResponse response;      // the decoded answer (also for protocol errors)
 
   bool ok() const { return error == StunProbeError::none; }
 };
 
-// Resolves `host` (numeric IPv4/IPv6, optionally in brackets, or a name via getaddrinfo) and does
-// one Binding transaction with a connected UDP socket and poll(): sends, retransmits with RTO
-// doubling (initial_rto, 2x, 4x, ... up to max_transmissions, the last wait 16 x RTO as in
-// RFC 5389 §7.2.1), ignores datagrams that carry another transaction id, and gives up at
-// `deadline`. Errors: dns (resolution failed), connect (socket/connect failed or ICMP port
-// unreachable, seen as ECONNREFUSED), protocol (the server answered, but not with a usable
-// Binding success), timeout (no answer before the deadline or after the last transmission's wait).
-// Sends nothing anywhere but the resolved address of `host`. Blocking: run it on a worker thread.
+// Resolves `host` (numeric IPv4/IPv6, optionally in brackets, tried without DNS first; else a
+// name via getaddrinfo) and does one Binding transaction with a connected UDP socket and poll():
+// sends, retransmits the same request with RTO doubling (initial_rto, 2x, 4x, ... up to
+// max_transmissions; after the last one it waits 16 x initial_rto, RFC 5389 §7.2.1), ignores
+// datagrams that carry another transaction id, and gives up at `deadline`. If the name has
+// several addresses, the next is tried only when one refuses (ECONNREFUSED).
+// Errors: dns (resolution failed), connect (socket/connect failed or ICMP port unreachable,
+// seen as ECONNREFUSED), protocol (the server answered, but not with a usable Binding success:
+// see `response`), timeout (no answer before the deadline or after the last transmission's wait).
+// Sends nothing anywhere but the resolved addresses of `host`. Blocking (getaddrinfo included,
+// which the deadline cannot bound): run it on a worker thread.
 StunProbeResult stun_probe(const std::string& host, uint16_t port,
                            std::chrono::steady_clock::time_point deadline,
                            const StunProbeOptions& options = {});

@@ -9,7 +9,8 @@
 namespace pes::jitsi {
 namespace {
 
-constexpr char kNsSep = ' ';  // expat joins "namespace-uri local-name" with this; URIs have no spaces
+constexpr char kNsSep =
+    ' ';  // expat joins "namespace-uri local-name" with this; URIs have no spaces
 constexpr std::string_view kNsXml = "http://www.w3.org/XML/1998/namespace";
 constexpr size_t kMaxElements = 10'000;
 
@@ -82,7 +83,8 @@ class TreeBuilder {
     // expat >= 2.4 also limits entity amplification by default (its setter needs XML_DTD in the
     // header, which Debian's expat.h leaves undefined); with DOCTYPEs refused it never applies.
 
-    const XML_Status status = XML_Parse(parser_, xml.data(), static_cast<int>(xml.size()), XML_TRUE);
+    const XML_Status status =
+        XML_Parse(parser_, xml.data(), static_cast<int>(xml.size()), XML_TRUE);
     const auto line = XML_GetCurrentLineNumber(parser_);
     const auto column = XML_GetCurrentColumnNumber(parser_);
     const std::string where = "line " + std::to_string(line) + ", column " + std::to_string(column);
@@ -122,7 +124,8 @@ class TreeBuilder {
     }
     auto el = std::make_unique<Element>();
     split_name(name, el->ns, el->name);
-    for (size_t i = 0; attrs[i] && attrs[i + 1]; i += 2) el->attrs.emplace_back(attrs[i], attrs[i + 1]);
+    for (size_t i = 0; attrs[i] && attrs[i + 1]; i += 2)
+      el->attrs.emplace_back(attrs[i], attrs[i + 1]);
     Element* raw = el.get();
     if (self->stack_.empty())
       self->root_ = std::move(el);
@@ -138,10 +141,12 @@ class TreeBuilder {
 
   static void XMLCALL on_text(void* self_v, const XML_Char* s, int len) {
     auto* self = static_cast<TreeBuilder*>(self_v);
-    if (!self->stack_.empty() && len > 0) self->stack_.back()->text.append(s, static_cast<size_t>(len));
+    if (!self->stack_.empty() && len > 0)
+      self->stack_.back()->text.append(s, static_cast<size_t>(len));
   }
 
-  static void XMLCALL on_doctype(void* self_v, const XML_Char*, const XML_Char*, const XML_Char*, int) {
+  static void XMLCALL on_doctype(void* self_v, const XML_Char*, const XML_Char*, const XML_Char*,
+                                 int) {
     static_cast<TreeBuilder*>(self_v)->stop("DOCTYPE declarations are not allowed");
   }
 
@@ -209,14 +214,30 @@ std::string xml_escape(std::string_view text) {
   out.reserve(text.size());
   for (char ch : text) {
     switch (ch) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '\'': out += "&apos;"; break;
-      case '"': out += "&quot;"; break;
-      case '\t': out += "&#9;"; break;
-      case '\n': out += "&#10;"; break;
-      case '\r': out += "&#13;"; break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\t':
+        out += "&#9;";
+        break;
+      case '\n':
+        out += "&#10;";
+        break;
+      case '\r':
+        out += "&#13;";
+        break;
       default:
         if (static_cast<unsigned char>(ch) >= 0x20) out += ch;
         break;
@@ -257,7 +278,8 @@ BoshResponse parse_bosh_response(std::string_view xml) {
   std::unique_ptr<Element> root = TreeBuilder().parse(xml, r.error);
   if (!root) return r;
   if (!root->is(kNsHttpBind, "body")) {
-    r.error = "root element is " + root->qualified() + ", not a BOSH {" + std::string(kNsHttpBind) + "}body";
+    r.error = "root element is " + root->qualified() + ", not a BOSH {" + std::string(kNsHttpBind) +
+              "}body";
     return r;
   }
   r.sid = root->attr_or_empty("sid");
@@ -317,12 +339,18 @@ WsFrame parse_ws_frame(std::string_view xml) {
 
 std::string_view ws_frame_kind_name(WsFrame::Kind kind) {
   switch (kind) {
-    case WsFrame::Kind::invalid: return "invalid";
-    case WsFrame::Kind::open: return "open";
-    case WsFrame::Kind::features: return "features";
-    case WsFrame::Kind::close: return "close";
-    case WsFrame::Kind::stream_error: return "stream_error";
-    case WsFrame::Kind::other: return "other";
+    case WsFrame::Kind::invalid:
+      return "invalid";
+    case WsFrame::Kind::open:
+      return "open";
+    case WsFrame::Kind::features:
+      return "features";
+    case WsFrame::Kind::close:
+      return "close";
+    case WsFrame::Kind::stream_error:
+      return "stream_error";
+    case WsFrame::Kind::other:
+      return "other";
   }
   return "?";
 }

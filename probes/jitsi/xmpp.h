@@ -13,7 +13,7 @@
 namespace pes::jitsi {
 
 inline constexpr size_t kMaxXmppInputBytes = 1 << 20;  // 1 MiB
-inline constexpr int kMaxXmppDepth = 32;              // element nesting we accept
+inline constexpr int kMaxXmppDepth = 32;               // element nesting we accept
 
 inline constexpr std::string_view kNsHttpBind = "http://jabber.org/protocol/httpbind";
 inline constexpr std::string_view kNsXBosh = "urn:xmpp:xbosh";
@@ -50,15 +50,15 @@ struct BoshResponse {
   // message with line and column), a DOCTYPE, too large, too deep, or another root element.
   std::string error;
 
-  std::string sid;        // session id; present on a successful session creation
-  std::string type;       // "" normally, "terminate" when the manager ends the session
-  std::string condition;  // with type='terminate': e.g. "host-unknown", "improper-addressing",
-                          // "item-not-found", "remote-stream-error"
-  std::string from;       // the domain the manager answers for (Prosody sets it on creation)
-  std::string stream_error;       // with remote-stream-error: the <stream:error/> condition
-  std::string stream_error_text;  // and its <text/>, if any
-  bool has_stream_features = false;           // a <stream:features/> child was present
-  std::vector<std::string> sasl_mechanisms;   // e.g. {"ANONYMOUS"}, in document order
+  std::string sid;           // session id; present on a successful session creation
+  std::string type;          // "" normally, "terminate" when the manager ends the session
+  std::string condition;     // with type='terminate': e.g. "host-unknown", "improper-addressing",
+                             // "item-not-found", "remote-stream-error"
+  std::string from;          // the domain the manager answers for (Prosody sets it on creation)
+  std::string stream_error;  // with remote-stream-error: the <stream:error/> condition
+  std::string stream_error_text;             // and its <text/>, if any
+  bool has_stream_features = false;          // a <stream:features/> child was present
+  std::vector<std::string> sasl_mechanisms;  // e.g. {"ANONYMOUS"}, in document order
 
   bool ok() const { return error.empty(); }
   bool terminated() const { return type == "terminate"; }

@@ -1,7 +1,5 @@
 // STUN Binding codec (probes/jitsi/stun.h): encoding, decoding, every typed error, and
 // fuzz-style robustness of the decoder.
-#include "probes/jitsi/stun.h"
-
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -10,12 +8,15 @@
 #include <string>
 #include <vector>
 
+#include "probes/jitsi/stun.h"
+
 namespace pes::jitsi {
 namespace {
 
 using Bytes = std::vector<uint8_t>;
 
-const StunTransactionId kTid = {0xb7, 0xe7, 0xa7, 0x01, 0xbc, 0x34, 0xd6, 0x86, 0xfa, 0x87, 0xdf, 0xae};
+const StunTransactionId kTid = {0xb7, 0xe7, 0xa7, 0x01, 0xbc, 0x34,
+                                0xd6, 0x86, 0xfa, 0x87, 0xdf, 0xae};
 const StunTransactionId kOtherTid = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
 
 void put16(Bytes& b, uint16_t v) {
@@ -26,9 +27,12 @@ void put32(Bytes& b, uint32_t v) {
   put16(b, static_cast<uint16_t>(v >> 16));
   put16(b, static_cast<uint16_t>(v));
 }
-uint16_t get16(const Bytes& b, size_t at) { return static_cast<uint16_t>((b[at] << 8) | b[at + 1]); }
+uint16_t get16(const Bytes& b, size_t at) {
+  return static_cast<uint16_t>((b[at] << 8) | b[at + 1]);
+}
 uint32_t get32(const Bytes& b, size_t at) {
-  return (uint32_t{b[at]} << 24) | (uint32_t{b[at + 1]} << 16) | (uint32_t{b[at + 2]} << 8) | b[at + 3];
+  return (uint32_t{b[at]} << 24) | (uint32_t{b[at + 1]} << 16) | (uint32_t{b[at + 2]} << 8) |
+         b[at + 3];
 }
 
 // Builds a STUN message attribute by attribute, padding each and fixing the length at the end.
@@ -47,7 +51,9 @@ class Msg {
     while (b_.size() % 4) b_.push_back(0);
     return *this;
   }
-  Msg& attr(uint16_t type, const std::string& value) { return attr(type, Bytes(value.begin(), value.end())); }
+  Msg& attr(uint16_t type, const std::string& value) {
+    return attr(type, Bytes(value.begin(), value.end()));
+  }
   // XOR-MAPPED-ADDRESS for an IPv4 address given as 4 bytes.
   Msg& xor_v4(std::array<uint8_t, 4> ip, uint16_t port) {
     Bytes v = {0, 0x01};
@@ -106,8 +112,9 @@ const Bytes kRfc5769Ipv4Response = {
 
 TEST(StunCrc32, MatchesTheStandardCheckValue) {
   const std::string s = "123456789";
-  EXPECT_EQ(stun_crc32(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size())),
-            0xCBF43926u);
+  EXPECT_EQ(
+      stun_crc32(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size())),
+      0xCBF43926u);
   EXPECT_EQ(stun_crc32({}), 0u);
 }
 
@@ -151,7 +158,8 @@ TEST(StunEncode, FingerprintAgreesWithRfc5769SampleRequest) {
 }
 
 TEST(StunEncode, OverlongSoftwareIsCappedAt763Bytes) {
-  const Bytes req = encode_binding_request(kTid, {.software = std::string(2000, 'x'), .fingerprint = false});
+  const Bytes req =
+      encode_binding_request(kTid, {.software = std::string(2000, 'x'), .fingerprint = false});
   EXPECT_EQ(get16(req, 22), 763);
   EXPECT_EQ(req.size() % 4, 0u);
   EXPECT_EQ(get16(req, 2), req.size() - 20);
@@ -177,7 +185,8 @@ TEST(StunDecode, Rfc5769ResponseWithAFlippedBitFailsTheFingerprint) {
 }
 
 TEST(StunDecode, RoundTripAgainstHandBuiltIpv4Response) {
-  const Bytes b = Msg(0x0101).attr(0x8022, "coturn").xor_v4({203, 0, 113, 7}, 54321).fingerprint().bytes();
+  const Bytes b =
+      Msg(0x0101).attr(0x8022, "coturn").xor_v4({203, 0, 113, 7}, 54321).fingerprint().bytes();
   const auto r = decode(b);
   ASSERT_TRUE(r.ok()) << r.detail;
   EXPECT_EQ(r.mapped.ip(), "203.0.113.7");
@@ -187,8 +196,8 @@ TEST(StunDecode, RoundTripAgainstHandBuiltIpv4Response) {
 
 TEST(StunDecode, XorMappedIpv6UsesCookieAndTransactionId) {
   // RFC 5769 §2.3 values: 2001:db8:1234:5678:11:2233:4455:6677 port 32853 under tid kTid.
-  const Bytes v = {0x00, 0x02, 0xa1, 0x47, 0x01, 0x13, 0xa9, 0xfa, 0xa5, 0xd3, 0xf1, 0x79,
-                   0xbc, 0x25, 0xf4, 0xb5, 0xbe, 0xd2, 0xb9, 0xd9};
+  const Bytes v = {0x00, 0x02, 0xa1, 0x47, 0x01, 0x13, 0xa9, 0xfa, 0xa5, 0xd3,
+                   0xf1, 0x79, 0xbc, 0x25, 0xf4, 0xb5, 0xbe, 0xd2, 0xb9, 0xd9};
   const auto r = decode(Msg(0x0101).attr(0x0020, v).bytes());
   ASSERT_TRUE(r.ok()) << r.detail;
   EXPECT_EQ(r.mapped.family, StunAddress::Family::ipv6);
@@ -204,15 +213,19 @@ TEST(StunDecode, MappedAddressIsAFallbackForRfc3489Servers) {
 }
 
 TEST(StunDecode, XorMappedAddressWinsOverMappedAddress) {
-  const auto r = decode(Msg(0x0101).mapped_v4({10, 0, 0, 1}, 1).xor_v4({192, 0, 2, 44}, 4444).bytes());
+  const auto r =
+      decode(Msg(0x0101).mapped_v4({10, 0, 0, 1}, 1).xor_v4({192, 0, 2, 44}, 4444).bytes());
   ASSERT_TRUE(r.ok()) << r.detail;
   EXPECT_TRUE(r.from_xor);
   EXPECT_EQ(r.mapped.to_string(), "192.0.2.44:4444");
 }
 
 TEST(StunDecode, UnknownAttributesAreSkipped) {
-  const auto r = decode(
-      Msg(0x0101).attr(0x802b, Bytes{0, 1, 0, 1, 1, 2, 3, 4}).attr(0x7777, "x").xor_v4({1, 2, 3, 4}, 5).bytes());
+  const auto r = decode(Msg(0x0101)
+                            .attr(0x802b, Bytes{0, 1, 0, 1, 1, 2, 3, 4})
+                            .attr(0x7777, "x")
+                            .xor_v4({1, 2, 3, 4}, 5)
+                            .bytes());
   ASSERT_TRUE(r.ok()) << r.detail;
   EXPECT_EQ(r.mapped.to_string(), "1.2.3.4:5");
 }
@@ -224,7 +237,7 @@ TEST(StunDecode, TooShort) {
   EXPECT_EQ(decode(Bytes(19, 0)).error, StunDecodeError::too_short);
   // The header announces more attribute bytes than the datagram holds.
   Bytes b = Msg(0x0101).xor_v4({1, 2, 3, 4}, 5).bytes();
-  b.resize(b.size() - 4);
+  b.erase(b.end() - 4, b.end());
   EXPECT_EQ(decode(b).error, StunDecodeError::too_short);
 }
 
@@ -251,7 +264,8 @@ TEST(StunDecode, WrongTransaction) {
 }
 
 TEST(StunDecode, ErrorResponseCarriesCodeAndReason) {
-  const auto r = decode(Msg(0x0111).error_code(420, "Unknown Attribute").attr(0x8022, "srv").bytes());
+  const auto r =
+      decode(Msg(0x0111).error_code(420, "Unknown Attribute").attr(0x8022, "srv").bytes());
   EXPECT_EQ(r.error, StunDecodeError::error_response);
   EXPECT_EQ(r.error_code, 420);
   EXPECT_EQ(r.reason_phrase, "Unknown Attribute");
@@ -274,7 +288,8 @@ TEST(StunDecode, ErrorReasonIsSanitised) {
 
 TEST(StunDecode, NotABindingResponse) {
   // Allocate (TURN, method 0x003) success; a Binding request; a Binding indication.
-  EXPECT_EQ(decode(Msg(0x0103).xor_v4({1, 2, 3, 4}, 5).bytes()).error, StunDecodeError::not_a_binding_response);
+  EXPECT_EQ(decode(Msg(0x0103).xor_v4({1, 2, 3, 4}, 5).bytes()).error,
+            StunDecodeError::not_a_binding_response);
   EXPECT_EQ(decode(Msg(0x0001).bytes()).error, StunDecodeError::not_a_binding_response);
   EXPECT_EQ(decode(Msg(0x0011).bytes()).error, StunDecodeError::not_a_binding_response);
   // Our own request looped back is not an answer either.
@@ -282,7 +297,9 @@ TEST(StunDecode, NotABindingResponse) {
 }
 
 TEST(StunDecode, MalformedAttributes) {
-  const auto malformed = [](Bytes b) { return decode(b).error == StunDecodeError::malformed_attribute; };
+  const auto malformed = [](Bytes b) {
+    return decode(b).error == StunDecodeError::malformed_attribute;
+  };
   // Attribute value longer than the message.
   {
     Bytes b = Msg(0x0101).xor_v4({1, 2, 3, 4}, 5).bytes();
@@ -294,8 +311,8 @@ TEST(StunDecode, MalformedAttributes) {
   // by a message length of 28 (not a multiple of 4 is impossible here), so shrink the value to 9.
   {
     Bytes b = Msg(0x0101).attr(0x8022, std::string(5, 'a')).bytes();  // 4 + 5 + 3 pad = 12
-    b.resize(b.size() - 3);                                               // drop the padding
-    b[3] = static_cast<uint8_t>(b.size() - 20);                           // length 9
+    b.erase(b.end() - 3, b.end());                                    // drop the padding
+    b[3] = static_cast<uint8_t>(b.size() - 20);                       // length 9
     const auto r = decode(b);
     EXPECT_EQ(r.error, StunDecodeError::malformed_attribute);
     EXPECT_NE(r.detail.find("padding"), std::string::npos) << r.detail;
@@ -330,7 +347,8 @@ TEST(StunDecode, MissingMappedAddress) {
 
 TEST(StunDecode, ErrorNamesAreStable) {
   EXPECT_EQ(stun_decode_error_name(StunDecodeError::too_short), "too_short");
-  EXPECT_EQ(stun_decode_error_name(StunDecodeError::missing_mapped_address), "missing_mapped_address");
+  EXPECT_EQ(stun_decode_error_name(StunDecodeError::missing_mapped_address),
+            "missing_mapped_address");
   EXPECT_EQ(stun_probe_error_name(StunProbeError::connect), "connect");
 }
 
@@ -385,8 +403,15 @@ TEST(StunFuzz, RandomBytesNeverCrashOrSucceedWrongly) {
 TEST(StunFuzz, TruncationsAndBitFlipsOfValidResponses) {
   const std::vector<Bytes> seeds = {
       kRfc5769Ipv4Response,
-      Msg(0x0101).attr(0x8022, "coturn-4.6.1").xor_v4({203, 0, 113, 7}, 54321).fingerprint().bytes(),
-      Msg(0x0101).mapped_v4({10, 1, 2, 3}, 1000).attr(0x802c, Bytes{0, 1, 0, 1, 1, 2, 3, 4}).bytes(),
+      Msg(0x0101)
+          .attr(0x8022, "coturn-4.6.1")
+          .xor_v4({203, 0, 113, 7}, 54321)
+          .fingerprint()
+          .bytes(),
+      Msg(0x0101)
+          .mapped_v4({10, 1, 2, 3}, 1000)
+          .attr(0x802c, Bytes{0, 1, 0, 1, 1, 2, 3, 4})
+          .bytes(),
       Msg(0x0111).error_code(401, "Unauthorized").bytes(),
   };
   std::mt19937 rng(7);
@@ -401,7 +426,8 @@ TEST(StunFuzz, TruncationsAndBitFlipsOfValidResponses) {
     for (int i = 0; i < 5000; ++i) {
       Bytes b = seed;
       const int flips = 1 + static_cast<int>(rng() % 4);
-      for (int k = 0; k < flips; ++k) b[rng() % b.size()] ^= static_cast<uint8_t>(1u << (rng() % 8));
+      for (int k = 0; k < flips; ++k)
+        b[rng() % b.size()] ^= static_cast<uint8_t>(1u << (rng() % 8));
       check_no_false_success(b, kTid);
       if (HasFatalFailure()) return;
       EXPECT_FALSE(decode(b, kOtherTid).ok());

@@ -9,11 +9,11 @@
 // Prosody 0.12 answers a BOSH request for an unknown domain with condition='improper-addressing';
 // 'host-unknown' is the XEP-0124 §17.2 condition older Prosody and other managers send, and what
 // Prosody 0.12 puts in the WebSocket <stream:error/>.
-#include "probes/jitsi/xmpp.h"
-
 #include <gtest/gtest.h>
 
 #include <string>
+
+#include "probes/jitsi/xmpp.h"
 
 namespace pes::jitsi {
 namespace {
@@ -46,7 +46,8 @@ TEST(BoshBuild, DomainIsEscaped) {
 
 TEST(BoshBuild, Terminate) {
   EXPECT_EQ(build_bosh_terminate(42, "s'id"),
-            "<body rid='42' sid='s&apos;id' type='terminate' xmlns='http://jabber.org/protocol/httpbind'/>");
+            "<body rid='42' sid='s&apos;id' type='terminate' "
+            "xmlns='http://jabber.org/protocol/httpbind'/>");
 }
 
 TEST(XmlEscape, AllSpecials) {
@@ -57,8 +58,9 @@ TEST(XmlEscape, AllSpecials) {
 }
 
 TEST(WsBuild, OpenAndClose) {
-  EXPECT_EQ(build_ws_open("meet.example.test"),
-            "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='meet.example.test' version='1.0'/>");
+  EXPECT_EQ(
+      build_ws_open("meet.example.test"),
+      "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='meet.example.test' version='1.0'/>");
   EXPECT_EQ(build_ws_open("x'y"),
             "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='x&apos;y' version='1.0'/>");
   EXPECT_EQ(build_ws_close(), "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>");
@@ -120,7 +122,8 @@ TEST(BoshParse, SeveralMechanismsInOrderWithWhitespace) {
 TEST(BoshParse, TerminateHostUnknown) {
   // XEP-0124 §17.2 shape, as sent by Prosody before 0.12 and by other connection managers.
   const BoshResponse r = parse_bosh_response(
-      "<body xmlns:stream='http://etherx.jabber.org/streams' xmlns='http://jabber.org/protocol/httpbind'"
+      "<body xmlns:stream='http://etherx.jabber.org/streams' "
+      "xmlns='http://jabber.org/protocol/httpbind'"
       " type='terminate' condition='host-unknown'/>");
   ASSERT_TRUE(r.ok()) << r.error;
   EXPECT_TRUE(r.terminated());
@@ -132,7 +135,8 @@ TEST(BoshParse, TerminateHostUnknown) {
 TEST(BoshParse, ProsodyTerminateImproperAddressing) {
   // Prosody 0.12 for to='nope.example.test' (a domain it does not serve).
   const BoshResponse r = parse_bosh_response(
-      "<body xmlns:stream='http://etherx.jabber.org/streams' xmlns='http://jabber.org/protocol/httpbind'"
+      "<body xmlns:stream='http://etherx.jabber.org/streams' "
+      "xmlns='http://jabber.org/protocol/httpbind'"
       " type='terminate' condition='improper-addressing'/>");
   ASSERT_TRUE(r.ok()) << r.error;
   EXPECT_TRUE(r.terminated());
@@ -142,7 +146,8 @@ TEST(BoshParse, ProsodyTerminateImproperAddressing) {
 TEST(BoshParse, ProsodyTerminateItemNotFound) {
   // Prosody 0.12 for an unknown sid.
   const BoshResponse r = parse_bosh_response(
-      "<body condition='item-not-found' xmlns='http://jabber.org/protocol/httpbind' type='terminate'/>");
+      "<body condition='item-not-found' xmlns='http://jabber.org/protocol/httpbind' "
+      "type='terminate'/>");
   ASSERT_TRUE(r.ok()) << r.error;
   EXPECT_EQ(r.condition, "item-not-found");
 }
@@ -152,7 +157,8 @@ TEST(BoshParse, ProsodyRemoteStreamError) {
   const BoshResponse r = parse_bosh_response(
       "<body xmlns:stream='http://etherx.jabber.org/streams' condition='remote-stream-error'"
       " xmlns='http://jabber.org/protocol/httpbind' type='terminate'><stream:error>"
-      "<unsupported-stanza-type xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></body>");
+      "<unsupported-stanza-type "
+      "xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></body>");
   ASSERT_TRUE(r.ok()) << r.error;
   EXPECT_EQ(r.condition, "remote-stream-error");
   EXPECT_EQ(r.stream_error, "unsupported-stanza-type");
@@ -161,7 +167,8 @@ TEST(BoshParse, ProsodyRemoteStreamError) {
 
 TEST(BoshParse, RemoteStreamErrorWithText) {
   const BoshResponse r = parse_bosh_response(
-      "<body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='remote-stream-error'"
+      "<body xmlns='http://jabber.org/protocol/httpbind' type='terminate' "
+      "condition='remote-stream-error'"
       " xmlns:stream='http://etherx.jabber.org/streams'><stream:error>"
       "<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>Error processing stream</text>"
       "<bad-format xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></body>");
@@ -201,8 +208,8 @@ TEST(BoshParse, WrongRootElement) {
 }
 
 TEST(BoshParse, MalformedXmlReportsExpatMessageAndPosition) {
-  const BoshResponse r = parse_bosh_response(
-      "<body xmlns='http://jabber.org/protocol/httpbind'>\n  <a></b>\n</body>");
+  const BoshResponse r =
+      parse_bosh_response("<body xmlns='http://jabber.org/protocol/httpbind'>\n  <a></b>\n</body>");
   EXPECT_FALSE(r.ok());
   EXPECT_NE(r.error.find("mismatched tag"), std::string::npos) << r.error;
   EXPECT_NE(r.error.find("line 2"), std::string::npos) << r.error;
@@ -238,7 +245,8 @@ TEST(XmppHostile, BillionLaughsIsRejectedAtTheDoctype) {
   std::string bomb = "<?xml version='1.0'?>\n<!DOCTYPE body [\n<!ENTITY lol 'lol'>\n";
   for (int i = 1; i <= 9; ++i) {
     bomb += "<!ENTITY lol" + std::to_string(i) + " '";
-    for (int k = 0; k < 10; ++k) bomb += "&lol" + (i == 1 ? std::string() : std::to_string(i - 1)) + ";";
+    for (int k = 0; k < 10; ++k)
+      bomb += "&lol" + (i == 1 ? std::string() : std::to_string(i - 1)) + ";";
     bomb += "'>\n";
   }
   bomb += "]>\n<body xmlns='http://jabber.org/protocol/httpbind' sid='&lol9;'/>";
@@ -253,13 +261,15 @@ TEST(XmppHostile, BillionLaughsIsRejectedAtTheDoctype) {
 
 TEST(XmppHostile, AnyDoctypeIsRejectedEvenWithoutEntities) {
   const BoshResponse r = parse_bosh_response(
-      "<!DOCTYPE body SYSTEM 'file:///etc/passwd'><body xmlns='http://jabber.org/protocol/httpbind'/>");
+      "<!DOCTYPE body SYSTEM 'file:///etc/passwd'><body "
+      "xmlns='http://jabber.org/protocol/httpbind'/>");
   EXPECT_FALSE(r.ok());
   EXPECT_NE(r.error.find("DOCTYPE"), std::string::npos) << r.error;
 }
 
 TEST(XmppHostile, UndeclaredEntityIsAnError) {
-  const BoshResponse r = parse_bosh_response("<body xmlns='http://jabber.org/protocol/httpbind' sid='&xxe;'/>");
+  const BoshResponse r =
+      parse_bosh_response("<body xmlns='http://jabber.org/protocol/httpbind' sid='&xxe;'/>");
   EXPECT_FALSE(r.ok());
   EXPECT_NE(r.error.find("undefined entity"), std::string::npos) << r.error;
 }
@@ -298,7 +308,8 @@ TEST(XmppHostile, ManyElementsAreRefused) {
 }
 
 TEST(XmppHostile, InvalidUtf8IsAnError) {
-  const BoshResponse r = parse_bosh_response("<body xmlns='http://jabber.org/protocol/httpbind' sid='\xff\xfe'/>");
+  const BoshResponse r =
+      parse_bosh_response("<body xmlns='http://jabber.org/protocol/httpbind' sid='\xff\xfe'/>");
   EXPECT_FALSE(r.ok());
 }
 
@@ -333,7 +344,8 @@ TEST(WsParse, ProsodyClose) {
 TEST(WsParse, CloseWithSeeOtherUri) {
   // RFC 7395 §3.6.1 example.
   const WsFrame f = parse_ws_frame(
-      "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing' see-other-uri='wss://otherendpoint.example/xmpp-bind'/>");
+      "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing' "
+      "see-other-uri='wss://otherendpoint.example/xmpp-bind'/>");
   ASSERT_EQ(f.kind, WsFrame::Kind::close) << f.error;
   EXPECT_EQ(f.see_other_uri, "wss://otherendpoint.example/xmpp-bind");
 }
@@ -343,7 +355,8 @@ TEST(WsParse, ProsodyStreamErrorHostUnknown) {
   const WsFrame f = parse_ws_frame(
       "<stream:error xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
       "<host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
-      "<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>This server does not serve nope.example.test</text>"
+      "<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>This server does not serve "
+      "nope.example.test</text>"
       "</stream:error>");
   ASSERT_EQ(f.kind, WsFrame::Kind::stream_error) << f.error;
   EXPECT_EQ(f.condition, "host-unknown");
@@ -359,12 +372,12 @@ TEST(WsParse, OtherElementsAreNamed) {
 }
 
 TEST(WsParse, InvalidFrames) {
-  for (const char* bad : {"", " ", "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing'",
-                          // the legacy (pre-RFC 7395) stream opening is not a complete element
-                          "<stream:stream xmlns:stream='http://etherx.jabber.org/streams'>",
-                          // two elements in one message
-                          "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/><close/>",
-                          "<stream:features/>"}) {
+  for (const char* bad :
+       {"", " ", "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing'",
+        // the legacy (pre-RFC 7395) stream opening is not a complete element
+        "<stream:stream xmlns:stream='http://etherx.jabber.org/streams'>",
+        // two elements in one message
+        "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/><close/>", "<stream:features/>"}) {
     const WsFrame f = parse_ws_frame(bad);
     EXPECT_EQ(f.kind, WsFrame::Kind::invalid) << bad;
     EXPECT_FALSE(f.ok());
@@ -379,7 +392,8 @@ TEST(WsParse, TruncatedFeaturesAtEveryLength) {
       "<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>ANONYMOUS</mechanism>"
       "</mechanisms></stream:features>";
   for (size_t n = 0; n < full.size(); ++n)
-    EXPECT_EQ(parse_ws_frame(std::string_view(full).substr(0, n)).kind, WsFrame::Kind::invalid) << n;
+    EXPECT_EQ(parse_ws_frame(std::string_view(full).substr(0, n)).kind, WsFrame::Kind::invalid)
+        << n;
 }
 
 }  // namespace
