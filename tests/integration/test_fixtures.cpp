@@ -4,15 +4,20 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <gtest/gtest.h>
+#include <ldap.h>
+#include <libpq-fe.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <thread>
@@ -159,6 +164,101 @@ std::optional<std::string> udp_exchange(int port, const std::string& payload,
   }
   ::close(fd);
   return answer;
+}
+
+// A STUN Binding request; true if a Binding success response with its transaction id returns.
+bool stun_binding_ok(int port) {
+  std::string req = {0x00, 0x01, 0x00, 0x00, 0x21, 0x12, static_cast<char>(0xA4), 0x42};
+  std::string tid = "pes-fixture!";  // 12 bytes
+  req += tid;
+  auto answer = udp_exchange(port, req);
+  return answer && answer->size() >= 20 && (*answer)[0] == 0x01 && (*answer)[1] == 0x01 &&
+         answer->substr(8, 12) == tid;
+}
+
+// PQconnectdb with the fixture's credentials; empty string on success, else libpq's message.
+std::string pg_connect_error(const Fixture& pg, const std::string& password,
+                             const std::string& extra = "") {
+  std::string conninfo = "host=127.0.0.1 port=" + pg.get("PORT") + " dbname=" + pg.get("DBNAME") +
+                         " user=" + pg.get("USER") + " password=" + password +
+                         " connect_timeout=5 " + extra;
+  std::unique_ptr<PGconn, decltype(&PQfinish)> conn(PQconnectdb(conninfo.c_str()), PQfinish);
+  if (PQstatus(conn.get()) != CONNECTION_OK) return PQerrorMessage(conn.get());
+  std::unique_ptr<PGresult, decltype(&PQclear)> res(PQexec(conn.get(), "SELECT 1"), PQclear);
+  if (PQresultStatus(res.get()) != PGRES_TUPLES_OK) return PQerrorMessage(conn.get());
+  return std::string(PQgetvalue(res.get(), 0, 0)) == "1" ? "" : "SELECT 1 returned something else";
+}
+
+// A simple bind on `url`; returns the LDAP result code. With `ca_file`, TLS trusts that CA.
+int ldap_bind_result(const std::string& url, const std::string& dn, const std::string& password,
+                     const std::string& ca_file = "", bool start_tls = false) {
+  LDAP* raw = nullptr;
+  if (ldap_initialize(&raw, url.c_str()) != LDAP_SUCCESS) return -1;
+  std::unique_ptr<LDAP, void (*)(LDAP*)> ld(
+      raw, [](LDAP* l) { ldap_unbind_ext_s(l, nullptr, nullptr); });
+  int version = LDAP_VERSION3;
+  ldap_set_option(ld.get(), LDAP_OPT_PROTOCOL_VERSION, &version);
+  timeval tv{5, 0};
+  ldap_set_option(ld.get(), LDAP_OPT_NETWORK_TIMEOUT, &tv);
+  if (!ca_file.empty()) {
+    ldap_set_option(ld.get(), LDAP_OPT_X_TLS_CACERTFILE, ca_file.c_str());
+    int demand = LDAP_OPT_X_TLS_DEMAND;
+    ldap_set_option(ld.get(), LDAP_OPT_X_TLS_REQUIRE_CERT, &demand);
+    int zero = 0;
+    ldap_set_option(ld.get(), LDAP_OPT_X_TLS_NEWCTX, &zero);
+  }
+  if (start_tls) {
+    int rc = ldap_start_tls_s(ld.get(), nullptr, nullptr);
+    if (rc != LDAP_SUCCESS) return rc;
+  }
+  berval cred{static_cast<ber_len_t>(password.size()), const_cast<char*>(password.data())};
+  return ldap_sasl_bind_s(ld.get(), dn.c_str(), LDAP_SASL_SIMPLE, &cred, nullptr, nullptr, nullptr);
+}
+
+// Entries under `base` matching `filter` (subtree), as seen after an anonymous bind; -1 on error.
+int ldap_count(const std::string& url, const std::string& base, const std::string& filter) {
+  LDAP* raw = nullptr;
+  if (ldap_initialize(&raw, url.c_str()) != LDAP_SUCCESS) return -1;
+  std::unique_ptr<LDAP, void (*)(LDAP*)> ld(
+      raw, [](LDAP* l) { ldap_unbind_ext_s(l, nullptr, nullptr); });
+  int version = LDAP_VERSION3;
+  ldap_set_option(ld.get(), LDAP_OPT_PROTOCOL_VERSION, &version);
+  LDAPMessage* res = nullptr;
+  timeval tv{5, 0};
+  int rc = ldap_search_ext_s(ld.get(), base.c_str(), LDAP_SCOPE_SUBTREE, filter.c_str(), nullptr, 0,
+                             nullptr, nullptr, &tv, 0, &res);
+  std::unique_ptr<LDAPMessage, decltype(&ldap_msgfree)> owned(res, ldap_msgfree);
+  return rc == LDAP_SUCCESS ? ldap_count_entries(ld.get(), res) : -1;
+}
+
+// The JSON payload of a compact JWS (no signature check: tests/unit covers verification).
+nlohmann::json jwt_part(const std::string& jwt, int index) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  for (size_t dot; (dot = jwt.find('.', start)) != std::string::npos; start = dot + 1) {
+    parts.push_back(jwt.substr(start, dot - start));
+  }
+  parts.push_back(jwt.substr(start));
+  if (parts.size() != 3) return nullptr;
+  std::string b64 = parts[static_cast<size_t>(index)];
+  for (char& c : b64) c = c == '-' ? '+' : c == '_' ? '/' : c;
+  while (b64.size() % 4) b64 += '=';
+  static const std::string alphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  int val = 0, bits = -8;
+  for (char c : b64) {
+    if (c == '=') break;
+    auto pos = alphabet.find(c);
+    if (pos == std::string::npos) return nullptr;
+    val = (val << 6) + static_cast<int>(pos);
+    bits += 6;
+    if (bits >= 0) {
+      out.push_back(static_cast<char>((val >> bits) & 0xFF));
+      bits -= 8;
+    }
+  }
+  return nlohmann::json::parse(out, nullptr, false);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -400,6 +500,229 @@ TEST(Nginx, TlsPortsPresentTheirCertificates) {
   with_client.client_cert = nginx.get("CLIENT_CERT");
   with_client.client_key = nginx.get("CLIENT_KEY");
   EXPECT_EQ(http("https://localhost:" + nginx.get("MTLS_PORT") + "/ok", with_client).status, 200);
+}
+
+// ---------------------------------------------------------------------------------------------
+// postgres.sh
+
+TEST(Postgres, ScramLoginRestartOnTheSamePortAndKill) {
+  Fixture pg("postgres", {{"PASSWORD", "fixture-pw"}, {"MAX_CONNECTIONS", "10"}});
+  EXPECT_EQ(pg.get("PASSWORD"), "fixture-pw");
+  EXPECT_EQ(pg.get("USER"), "pesagent");
+  EXPECT_EQ(pg.get("DBNAME"), "pesdb");
+  EXPECT_EQ(pg_connect_error(pg, "fixture-pw"), "");
+  std::string wrong = pg_connect_error(pg, "not-the-password");
+  EXPECT_NE(wrong.find("password authentication failed"), std::string::npos) << wrong;
+
+  int port = pg.port();
+  pg.restart();
+  EXPECT_EQ(pg.port(), port);
+  EXPECT_EQ(pg_connect_error(pg, "fixture-pw"), "") << pg.log_tail();
+
+  // Killed mid-run: connections are refused, then a start brings the same data back.
+  pg.kill(SIGKILL);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_FALSE(pg.running());
+  EXPECT_FALSE(tcp_connects(port));
+  pg.stop();
+  pg.start();
+  EXPECT_EQ(pg_connect_error(pg, "fixture-pw"), "") << pg.log_tail();
+}
+
+TEST(Postgres, Ssl) {
+  Fixture pg("postgres", {{"SSL", "1"}});
+  EXPECT_EQ(pg_connect_error(pg, pg.get("PASSWORD"),
+                             "sslmode=verify-full sslrootcert=" + pg.get("CA_FILE")),
+            "");
+  EXPECT_NE(pg_connect_error(pg, pg.get("PASSWORD"), "sslmode=verify-full sslrootcert=/dev/null"),
+            "");
+}
+
+// ---------------------------------------------------------------------------------------------
+// slapd.sh
+
+TEST(Slapd, BindsSearchesAndSpeaksTls) {
+  Fixture ldap("slapd", {{"TLS", "1"}});
+  std::string url = "ldap://127.0.0.1:" + ldap.get("PORT");
+  EXPECT_EQ(ldap.get("BASE_DN"), "dc=pes,dc=test");
+  EXPECT_EQ(ldap_bind_result(url, ldap.get("USER_DN"), ldap.get("USER_PASSWORD")), LDAP_SUCCESS);
+  EXPECT_EQ(ldap_bind_result(url, ldap.get("ADMIN_DN"), ldap.get("ADMIN_PASSWORD")), LDAP_SUCCESS);
+  EXPECT_EQ(ldap_bind_result(url, ldap.get("USER_DN"), "wrong"), LDAP_INVALID_CREDENTIALS);
+  EXPECT_EQ(ldap_count(url, "ou=people," + ldap.get("BASE_DN"), "(objectClass=inetOrgPerson)"), 2);
+  EXPECT_EQ(ldap_count(url, ldap.get("BASE_DN"), "(cn=admins)"), 1);
+
+  std::string ldaps = "ldaps://127.0.0.1:" + ldap.get("LDAPS_PORT");
+  EXPECT_EQ(
+      ldap_bind_result(ldaps, ldap.get("USER_DN"), ldap.get("USER_PASSWORD"), ldap.get("CA_FILE")),
+      LDAP_SUCCESS);
+  EXPECT_EQ(ldap_bind_result(url, ldap.get("USER_DN"), ldap.get("USER_PASSWORD"),
+                             ldap.get("CA_FILE"), /*start_tls=*/true),
+            LDAP_SUCCESS);
+  // Without the test CA the certificate is not trusted.
+  Fixture other_pki("certs");
+  EXPECT_NE(ldap_bind_result(ldaps, ldap.get("USER_DN"), ldap.get("USER_PASSWORD"),
+                             other_pki.get("CA_FILE")),
+            LDAP_SUCCESS);
+}
+
+// ---------------------------------------------------------------------------------------------
+// oidc.sh
+
+TEST(Oidc, KeycloakShapedIssuer) {
+  Fixture oidc("oidc", {{"CLIENT_SECRET", "s3cret"}, {"USER_PASSWORD", "alice-pw"}});
+  EXPECT_EQ(oidc.get("ISSUER"), "http://127.0.0.1:" + oidc.get("PORT") + "/realms/pes");
+  auto discovery = http(oidc.get("ISSUER") + "/.well-known/openid-configuration");
+  ASSERT_EQ(discovery.status, 200) << discovery.error;
+  auto doc = nlohmann::json::parse(discovery.body);
+  EXPECT_EQ(doc["issuer"], oidc.get("ISSUER"));
+  EXPECT_EQ(doc["token_endpoint"], oidc.get("ISSUER") + "/protocol/openid-connect/token");
+  EXPECT_EQ(doc["jwks_uri"], oidc.get("ISSUER") + "/protocol/openid-connect/certs");
+  auto grants = doc["grant_types_supported"];
+  EXPECT_NE(std::find(grants.begin(), grants.end(), "password"), grants.end()) << grants;
+
+  auto health = http(oidc.get("HEALTH_URL"));
+  EXPECT_EQ(health.status, 200);
+  EXPECT_EQ(nlohmann::json::parse(health.body)["status"], "UP");
+  EXPECT_EQ(http(oidc.get("MANAGEMENT_HEALTH_URL")).status, 200);
+
+  auto token = [&](const std::string& body, const std::string& userpwd = "") {
+    HttpRequest req;
+    req.method = "POST";
+    req.body = body;
+    req.userpwd = userpwd;
+    return http(oidc.get("TOKEN_URL"), req);
+  };
+  auto cc = token("grant_type=client_credentials", "pes-agent:s3cret");
+  ASSERT_EQ(cc.status, 200) << cc.body;
+  std::string at = nlohmann::json::parse(cc.body)["access_token"];
+  auto header = jwt_part(at, 0);
+  auto claims = jwt_part(at, 1);
+  EXPECT_EQ(header["alg"], "RS256");
+  EXPECT_EQ(claims["iss"], oidc.get("ISSUER"));
+  EXPECT_EQ(claims["aud"], "pes-api");
+  EXPECT_EQ(claims["azp"], "pes-agent");
+
+  auto pw = token(
+      "grant_type=password&client_id=pes-agent&client_secret=s3cret&username=alice&"
+      "password=alice-pw");
+  ASSERT_EQ(pw.status, 200) << pw.body;
+  EXPECT_EQ(jwt_part(nlohmann::json::parse(pw.body)["access_token"], 1)["preferred_username"],
+            "alice");
+  auto bad_user = token("grant_type=password&username=alice&password=nope", "pes-agent:s3cret");
+  EXPECT_EQ(bad_user.status, 401);
+  EXPECT_EQ(nlohmann::json::parse(bad_user.body)["error"], "invalid_grant");
+  auto bad_secret = token("grant_type=client_credentials", "pes-agent:wrong");
+  EXPECT_EQ(bad_secret.status, 401);
+  EXPECT_EQ(nlohmann::json::parse(bad_secret.body)["error"], "invalid_client");
+
+  // A restart keeps the port and the secrets and rotates the signing key.
+  auto kid = [&] {
+    auto jwks = nlohmann::json::parse(http(oidc.get("JWKS_URL")).body);
+    return jwks["keys"][0]["kid"].get<std::string>();
+  };
+  std::string before = kid();
+  EXPECT_EQ(header["kid"], before);
+  oidc.restart();
+  EXPECT_NE(kid(), before);
+  EXPECT_EQ(token("grant_type=client_credentials", "pes-agent:s3cret").status, 200);
+}
+
+TEST(Oidc, EcKeys) {
+  Fixture oidc("oidc", {{"KEYS", "ec"}, {"AUDIENCE", "other-api"}});
+  auto cc = [&] {
+    HttpRequest req;
+    req.method = "POST";
+    req.body = "grant_type=client_credentials";
+    req.userpwd = oidc.get("CLIENT_ID") + ":" + oidc.get("CLIENT_SECRET");
+    return http(oidc.get("TOKEN_URL"), req);
+  }();
+  ASSERT_EQ(cc.status, 200) << cc.body;
+  std::string at = nlohmann::json::parse(cc.body)["access_token"];
+  EXPECT_EQ(jwt_part(at, 0)["alg"], "ES256");
+  EXPECT_EQ(jwt_part(at, 1)["aud"], "other-api");
+}
+
+// ---------------------------------------------------------------------------------------------
+// prosody.sh
+
+TEST(Prosody, BoshWebsocketAndC2s) {
+  Fixture xmpp("prosody");
+  EXPECT_EQ(xmpp.get("DOMAIN"), "meet.jitsi");
+  HttpRequest bosh;
+  bosh.method = "POST";
+  bosh.headers = {"Content-Type: text/xml; charset=utf-8"};
+  bosh.body =
+      "<body rid='1' to='meet.jitsi' xml:lang='en' wait='60' hold='1' content='text/xml; "
+      "charset=utf-8' ver='1.6' xmpp:version='1.0' xmlns='http://jabber.org/protocol/httpbind' "
+      "xmlns:xmpp='urn:xmpp:xbosh'/>";
+  auto r = http("http://127.0.0.1:" + xmpp.get("PORT") + xmpp.get("BOSH_PATH"), bosh);
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_NE(r.body.find("sid="), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("stream:features"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("ANONYMOUS"), std::string::npos) << r.body;
+
+  TcpClient c2s(xmpp.port("C2S_PORT"));
+  ASSERT_GE(c2s.fd, 0);
+  std::string open =
+      "<?xml version='1.0'?><stream:stream to='meet.jitsi' version='1.0' xmlns='jabber:client' "
+      "xmlns:stream='http://etherx.jabber.org/streams'>";
+  ASSERT_EQ(::send(c2s.fd, open.data(), open.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(open.size()));
+  std::string got;
+  while (got.find("</stream:features>") == std::string::npos && c2s.read_some(got) > 0) {
+  }
+  EXPECT_NE(got.find("<mechanism>ANONYMOUS</mechanism>"), std::string::npos) << got;
+}
+
+// ---------------------------------------------------------------------------------------------
+// coturn.sh
+
+TEST(Coturn, AnswersStunAndStops) {
+  Fixture turn("coturn");
+  EXPECT_TRUE(stun_binding_ok(turn.port()));
+  turn.stop();
+  EXPECT_FALSE(stun_binding_ok(turn.port()));
+  turn.start();
+  EXPECT_TRUE(stun_binding_ok(turn.port()));
+}
+
+TEST(Coturn, GarbageServerIsNotStun) {
+  UdpGarbageServer garbage;
+  EXPECT_FALSE(stun_binding_ok(garbage.port()));
+  EXPECT_EQ(garbage.datagrams(), 1);
+}
+
+// All fixtures at once and started concurrently, as the demo runs them: no port, user or
+// directory clash.
+TEST(AllFixtures, StartConcurrentlySideBySide) {
+  const std::vector<std::string> servers = {"nginx", "postgres", "slapd",
+                                            "oidc",  "prosody",  "coturn"};
+  std::vector<std::unique_ptr<Fixture>> fixtures(servers.size());
+  std::vector<std::string> errors(servers.size());
+  std::vector<std::thread> starters;
+  for (size_t i = 0; i < servers.size(); ++i) {
+    starters.emplace_back([&, i] {
+      try {
+        fixtures[i] = std::make_unique<Fixture>(servers[i]);
+      } catch (const std::exception& e) {
+        errors[i] = e.what();
+      }
+    });
+  }
+  for (auto& t : starters) t.join();
+  std::vector<int> ports;
+  for (size_t i = 0; i < servers.size(); ++i) {
+    ASSERT_TRUE(fixtures[i]) << servers[i] << ": " << errors[i];
+    EXPECT_TRUE(fixtures[i]->running()) << servers[i];
+    ports.push_back(fixtures[i]->port());
+    if (servers[i] == "coturn") {
+      EXPECT_TRUE(stun_binding_ok(fixtures[i]->port()));
+    } else {
+      EXPECT_TRUE(tcp_connects(fixtures[i]->port())) << servers[i];
+    }
+  }
+  std::sort(ports.begin(), ports.end());
+  EXPECT_EQ(std::adjacent_find(ports.begin(), ports.end()), ports.end());
 }
 
 }  // namespace
