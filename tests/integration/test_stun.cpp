@@ -1,11 +1,11 @@
-// stun_probe (probes/jitsi/stun.h) over real loopback UDP sockets against a STUN responder that
-// runs in this test process and can be told to drop, delay, mis-address or garble its answers.
-// (The coturn fixture test is for the lead to add once tests/fixtures/coturn.sh and
-// tests/support/fixture.h exist.)
+// stun_probe (probes/jitsi/stun.h) over real loopback UDP sockets: against coturn
+// (tests/fixtures/coturn.sh), and against a STUN responder that runs in this test process and
+// can be told to drop, mis-address or garble its answers.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "probes/jitsi/stun.h"
+#include "tests/support/fixture.h"
 
 namespace pes::jitsi {
 namespace {
@@ -363,6 +364,54 @@ TEST(StunProbe, DeadlineAlreadyPassed) {
   EXPECT_EQ(r.error, StunProbeError::timeout);
   EXPECT_EQ(r.transmissions, 0);
   EXPECT_TRUE(srv.requests().empty());
+}
+
+// ---- against coturn --------------------------------------------------------------------------
+
+TEST(StunProbeCoturn, BindingSucceedsAndReportsOurAddress) {
+  test::Fixture turn("coturn");
+  const auto r =
+      stun_probe("127.0.0.1", static_cast<uint16_t>(turn.port()), SteadyClock::now() + 5s);
+  ASSERT_TRUE(r.ok()) << r.message << "\n" << turn.log_tail();
+  EXPECT_EQ(r.mapped.family, StunAddress::Family::ipv4);
+  EXPECT_EQ(r.mapped.ip(), "127.0.0.1");
+  EXPECT_NE(r.mapped.port, 0);
+  EXPECT_TRUE(r.response.from_xor);  // coturn speaks RFC 5389
+  EXPECT_NE(r.response.software.find("Coturn"), std::string::npos) << r.response.software;
+  EXPECT_LT(r.rtt, 2s);
+
+  // Also through split_stun_host_port, as the probe's `stun: host:port` will be used.
+  std::string host;
+  uint16_t port = 0;
+  ASSERT_TRUE(split_stun_host_port(turn.get("STUN_ADDRESS"), host, port));
+  EXPECT_TRUE(stun_probe(host, port, SteadyClock::now() + 5s).ok());
+}
+
+TEST(StunProbeCoturn, StoppedIsRefusedAndRestartedRecovers) {
+  test::Fixture turn("coturn");
+  const auto port = static_cast<uint16_t>(turn.port());
+  ASSERT_TRUE(stun_probe("127.0.0.1", port, SteadyClock::now() + 5s).ok());
+  turn.stop();
+  const auto down = stun_probe("127.0.0.1", port, SteadyClock::now() + 5s);
+  EXPECT_EQ(down.error, StunProbeError::connect) << down.message;
+  turn.start();
+  const auto up = stun_probe("127.0.0.1", port, SteadyClock::now() + 5s);
+  EXPECT_TRUE(up.ok()) << up.message << "\n" << turn.log_tail();
+}
+
+TEST(StunProbeCoturn, FrozenServerTimesOutAtTheDeadline) {
+  test::Fixture turn("coturn");
+  const auto port = static_cast<uint16_t>(turn.port());
+  turn.kill(SIGSTOP);  // the socket stays open, nothing answers
+  const auto start = SteadyClock::now();
+  const auto r = stun_probe("127.0.0.1", port, start + 600ms);
+  const long elapsed = ms_since(start);
+  turn.kill(SIGCONT);
+  EXPECT_EQ(r.error, StunProbeError::timeout) << r.message;
+  EXPECT_GE(elapsed, 600);
+  EXPECT_LT(elapsed, 2000);
+  EXPECT_GE(r.transmissions, 3);  // 0, 100, 300 ms at least
+  EXPECT_TRUE(stun_probe("127.0.0.1", port, SteadyClock::now() + 5s).ok());
 }
 
 }  // namespace
