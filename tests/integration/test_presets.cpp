@@ -46,16 +46,17 @@ class PresetsTest : public ::testing::Test {
   }
 
   // Runs probe "p" of `type` with the given section body (YAML flow mapping content) once;
-  // `before` may publish tokens. A keycloak probe "kc" exists for bearer_from (never run).
+  // `before` may publish tokens. With bearer_from, a keycloak probe "kc" exists (never run).
   static Engine::AdHocResult run(const std::string& type, const std::string& section,
                                  const std::function<void(Engine&)>& before = {},
                                  const std::string& timeout = "2s") {
     std::string yaml = "global: {interval: 10s, timeout: " + timeout +
-                       "}\nprobes:\n"
-                       "  - {name: kc, type: keycloak, keycloak: {url: \"http://127.0.0.1:9\", "
-                       "realm: pes, client_secret: s}}\n"
-                       "  - {name: p, type: " +
-                       type + ", " + type + ": {" + section + "}}\n";
+                       "}\nprobes:\n  - {name: p, type: " + type + ", " + type + ": {" + section +
+                       "}}\n";
+    if (section.find("bearer_from") != std::string::npos)
+      yaml +=
+          "  - {name: kc, type: keycloak, keycloak: {url: \"http://127.0.0.1:9\", realm: pes, "
+          "client_secret: s}}\n";
     auto cfg = parse_config(yaml, "test.yml", probe_types());
     EngineOptions opts;
     opts.schedule = false;

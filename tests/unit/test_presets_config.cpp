@@ -10,12 +10,14 @@ using namespace pes;
 
 namespace {
 
+// Probe "p" (second item, line 3) after a keycloak probe "kc" when the text uses bearer_from
+// (else a comment line, so that the other tests do not depend on the keycloak type).
 std::string with_probe(const std::string& probe) {
-  return "probes:\n"
-         "  - {name: kc, type: keycloak, keycloak: {url: \"http://kc:8080\", realm: pes, "
-         "client_secret: s}}\n"
-         "  - name: p\n" +
-         probe;
+  std::string kc = probe.find("bearer_from") == std::string::npos
+                       ? "  # no keycloak probe needed\n"
+                       : "  - {name: kc, type: keycloak, keycloak: {url: \"http://kc:8080\", "
+                         "realm: pes, client_secret: s}}\n";
+  return "probes:\n" + kc + "  - name: p\n" + probe;
 }
 
 std::string errors_of(const std::string& probe) {
@@ -37,7 +39,7 @@ TEST(PresetsConfig, MinimalSectionsNeedOnlyUrl) {
                  "  - {name: x, type: nexus, nexus: {url: \"http://nexus:8081/\"}}\n"
                  "  - {name: m, type: moodle, moodle: {url: \"http://moodle:8080/moodle\"}}\n"),
       "agent.yml", probe_types());
-  ASSERT_EQ(cfg->probes.size(), 6u);
+  ASSERT_EQ(cfg->probes.size(), 5u);
   // The target is the base URL (the loader normalises it like every URL target).
   EXPECT_EQ(cfg->find("p")->target, "https://cloud.example.test/");
   EXPECT_EQ(cfg->find("c")->target, "http://collabora:9980/");
@@ -48,20 +50,20 @@ TEST(PresetsConfig, MinimalSectionsNeedOnlyUrl) {
 
 TEST(PresetsConfig, UrlIsRequiredAndChecked) {
   EXPECT_EQ(errors_of("    type: gitea\n    gitea: {token: abc}\n"),
-            "agent.yml:5:12: probes[1].gitea.url: required");
+            "agent.yml:5:12: probes[0].gitea.url: required");
   EXPECT_EQ(errors_of("    type: nexus\n    nexus: {url: \"ftp://nexus\"}\n"),
-            "agent.yml:5:18: probes[1].nexus.url: URL \"ftp://nexus/\" must start with http:// or "
+            "agent.yml:5:18: probes[0].nexus.url: URL \"ftp://nexus/\" must start with http:// or "
             "https://");
   EXPECT_EQ(
       errors_of("    type: moodle\n    moodle: {url: \"http://moodle/login/index.php?x=1\"}\n"),
-      "agent.yml:5:19: probes[1].moodle.url: must be the service's base URL, without a query or "
+      "agent.yml:5:19: probes[0].moodle.url: must be the service's base URL, without a query or "
       "fragment");
 }
 
 TEST(PresetsConfig, UnknownFieldsAreErrors) {
   // Collabora has no credentials; Gitea has no bearer_from (it accepts only tokens it issued).
   EXPECT_EQ(errors_of("    type: collabora\n    collabora: {url: \"http://c\", password: x}\n"),
-            "agent.yml:5:34: probes[1].collabora.password: unknown key");
+            "agent.yml:5:34: probes[0].collabora.password: unknown key");
   EXPECT_EQ(errors_of("    type: gitea\n    gitea: {url: \"http://g\", bearer_from: kc}\n"),
             "agent.yml:5:30: probes[1].gitea.bearer_from: unknown key");
 }
@@ -69,9 +71,9 @@ TEST(PresetsConfig, UnknownFieldsAreErrors) {
 TEST(PresetsConfig, NextcloudCredentials) {
   EXPECT_EQ(
       errors_of("    type: nextcloud\n    nextcloud: {url: \"http://n\", app_password: s}\n"),
-      "agent.yml:5:48: probes[1].nextcloud.app_password: needs username (the app password's user)");
+      "agent.yml:5:48: probes[0].nextcloud.app_password: needs username (the app password's user)");
   EXPECT_EQ(errors_of("    type: nextcloud\n    nextcloud: {url: \"http://n\", username: u}\n"),
-            "agent.yml:5:44: probes[1].nextcloud.username: needs app_password");
+            "agent.yml:5:44: probes[0].nextcloud.username: needs app_password");
   EXPECT_EQ(
       errors_of(
           "    type: nextcloud\n    nextcloud: {url: \"http://n\", username: u, app_password: s, "
@@ -91,14 +93,14 @@ TEST(PresetsConfig, NextcloudCredentials) {
 
 TEST(PresetsConfig, NexusCredentialsAndIgnoredChecks) {
   EXPECT_EQ(errors_of("    type: nexus\n    nexus: {url: \"http://x\", username: u}\n"),
-            "agent.yml:5:40: probes[1].nexus.username: needs password");
+            "agent.yml:5:40: probes[0].nexus.username: needs password");
   EXPECT_EQ(
       errors_of("    type: nexus\n    nexus: {url: \"http://x\", ignore_checks: [Scheduler]}\n"),
-      "agent.yml:5:45: probes[1].nexus.ignore_checks: only applies with username/password (the "
+      "agent.yml:5:45: probes[0].nexus.ignore_checks: only applies with username/password (the "
       "system "
       "checks need credentials)");
   EXPECT_EQ(errors_of("    type: nexus\n    nexus: {url: \"http://x\", max_body_bytes: 10}\n"),
-            "agent.yml:5:46: probes[1].nexus.max_body_bytes: must be between 1024 and 1073741824, "
+            "agent.yml:5:46: probes[0].nexus.max_body_bytes: must be between 1024 and 1073741824, "
             "got 10");
 }
 
