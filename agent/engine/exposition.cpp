@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <deque>
 #include <dirent.h>
 #include <fstream>
 #include <limits>
@@ -28,11 +29,14 @@ class Families {
     families_.push_back(MetricFamily{name, help, type, {}});
     return families_.back();
   }
-  std::vector<MetricFamily> take() { return std::move(families_); }
+  std::vector<MetricFamily> take() {
+    return std::vector<MetricFamily>(std::make_move_iterator(families_.begin()),
+                                     std::make_move_iterator(families_.end()));
+  }
 
  private:
   std::map<std::string, size_t> index_;
-  std::vector<MetricFamily> families_;
+  std::deque<MetricFamily> families_;  // a deque: references handed out stay valid as it grows
 };
 
 std::vector<ClientMetric::Label> base_labels(const ProbeConfig& p, const Config& c) {
