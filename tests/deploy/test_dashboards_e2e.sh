@@ -32,7 +32,9 @@ curl -fsS -o /dev/null "${NGX[URL]}/ok" || fail "nginx fixture does not serve /o
 # Probe types this agent binary knows (check-config names unknown types).
 type_known() {
   printf 'probes:\n  - {name: t, type: %s, %s: {}}\n' "$1" "$1" > "$TMP/type-$1.yml"
-  ! "$AGENT" check-config "$TMP/type-$1.yml" 2>&1 | grep -q 'unknown probe type'
+  local out
+  out=$("$AGENT" check-config "$TMP/type-$1.yml" 2>&1) || true
+  ! grep -q 'unknown probe type' <<<"$out"
 }
 declare -A PG LDAP KC
 extra_probes=""
