@@ -10,6 +10,8 @@
 
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
+
 #include "agent/core/duration.h"
 
 namespace pes {
@@ -347,6 +349,9 @@ TlsOptions Section::tls(const std::string& key) {
   t.key_file = s.str_or("key_file", "");
   t.server_name = s.str_or("server_name", "");
   t.insecure_skip_verify = s.boolean("insecure_skip_verify").value_or(false);
+  if (t.insecure_skip_verify)
+    spdlog::warn("{}: {}.insecure_skip_verify is true: certificates of this target are NOT verified",
+                 ctx_->file(), path_of(key));
   for (const char* f : {"ca_file", "cert_file", "key_file"}) {
     auto v = s.str(f);
     if (v && !v->empty() && access(v->c_str(), R_OK) != 0) s.error(f, "cannot read file \"" + *v + "\"");

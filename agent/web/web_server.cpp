@@ -1,10 +1,14 @@
 #include "agent/web/web_server.h"
 
 #include <civetweb.h>
+#include <spdlog/spdlog.h>
 #include <crypt.h>
 #include <openssl/evp.h>
 
 #include <cstring>
+#include <fstream>
+#include <sstream>
+#include <unistd.h>
 #include <mutex>
 #include <stdexcept>
 
@@ -52,6 +56,30 @@ bool base64_decode(const std::string& in, std::string& out) {
   return true;
 }
 
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string combined_pem(const std::string& cert, const std::string& key) {
+  std::string pem = slurp(cert);
+  if (!pem.empty() && pem.back() != '\n') pem += '\n';
+  pem += slurp(key);
+  char path[] = "/tmp/pes-agent-tls-XXXXXX";
+  int fd = mkstemp(path);  // mode 0600
+  if (fd < 0) throw std::runtime_error("cannot create a temporary file for the TLS key");
+  bool ok = write(fd, pem.data(), pem.size()) == static_cast<ssize_t>(pem.size());
+  close(fd);
+  if (!ok) {
+    unlink(path);
+    throw std::runtime_error("cannot write the temporary TLS file");
+  }
+  return path;
+}
+
 }  // namespace
 
 bool bcrypt_matches(const std::string& password, const std::string& hash) {
@@ -75,6 +103,15 @@ void WebServer::set_users(std::vector<std::pair<std::string, std::string>> users
 }
 
 void WebServer::start(const std::string& listen_address, const WebConfig& web) {
+  if (!web.tls_cert_file.empty()) {
+    // Debian 12's civetweb loads libssl at run time by OpenSSL 1.1 symbol names; with OpenSSL 3
+    // SSL_get_peer_certificate is missing and every TLS connection crashes the process. Refuse
+    // rather than crash (see docs/security.md).
+    throw std::runtime_error(
+        "web.tls_cert_file: TLS on the agent's own listener is not available in this build "
+        "(Debian 12's civetweb cannot use OpenSSL 3); terminate TLS in a reverse proxy in front "
+        "of the agent and keep basic_auth_users");
+  }
   set_users(web.basic_auth_users);
   std::string ports = listen_address;
   if (!web.tls_cert_file.empty()) ports += "s";  // civetweb: trailing 's' = TLS port
@@ -82,15 +119,18 @@ void WebServer::start(const std::string& listen_address, const WebConfig& web) {
   std::vector<const char*> opts = {"listening_ports", ports.c_str(), "num_threads", "8",
                                    "request_timeout_ms", "30000", "enable_keep_alive", "yes"};
   if (!web.tls_cert_file.empty()) {
-    // civetweb wants certificate and key in one PEM file.
-    cert = web.tls_cert_file;
+    // civetweb wants certificate and key in one PEM file: join them in a private temp file that
+    // lives only until civetweb has read it.
+    cert = combined_pem(web.tls_cert_file, web.tls_key_file);
     opts.push_back("ssl_certificate");
     opts.push_back(cert.c_str());
-    opts.push_back("ssl_protocol_version");
-    opts.push_back("4");  // TLS 1.2 and newer
   }
   opts.push_back(nullptr);
   mg_callbacks callbacks{};
+  callbacks.log_message = [](const mg_connection*, const char* message) {
+    spdlog::warn("web listener: {}", message);
+    return 1;
+  };
   mg_init_data init{};
   init.callbacks = &callbacks;
   init.user_data = this;
@@ -100,6 +140,7 @@ void WebServer::start(const std::string& listen_address, const WebConfig& web) {
   err.text = errbuf;
   err.text_buffer_size = sizeof errbuf;
   ctx_ = mg_start2(&init, &err);
+  if (!web.tls_cert_file.empty()) unlink(cert.c_str());
   if (!ctx_) throw std::runtime_error("cannot listen on " + listen_address + ": " + errbuf);
   // One catch-all handler; dispatch() routes by exact path.
   mg_set_request_handler(ctx_, "/", &WebServer::dispatch, this);
