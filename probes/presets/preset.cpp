@@ -1,6 +1,7 @@
 #include "probes/presets/preset.h"
 
 #include <cctype>
+#include <exception>
 
 #include "probes/http/http_probe.h"
 
@@ -69,7 +70,13 @@ struct StepRun : std::enable_shared_from_this<StepRun> {
     if (next == 0) add_http_samples(acc, r);
     ++next;
     if (!r.ok) return finish(fail(r.reason, s.what + ": " + r.error));
-    if (auto v = s.judge(r, acc, ctx->trace())) return finish(std::move(v));
+    Verdict v;
+    try {
+      v = s.judge(r, acc, ctx->trace());
+    } catch (const std::exception& e) {  // never let a judge's surprise escape onto the event loop
+      v = fail(Reason::internal, s.what + ": " + e.what());
+    }
+    if (v) return finish(std::move(v));
     step();
   }
 };
