@@ -4,17 +4,20 @@
 # Debian's prometheus-blackbox-exporter driven at the same probe rate. See bench/README.md.
 #
 #   bench/run.sh [--sizes "1000 10000"] [--interval 10] [--window 60] [--warmup 12]
-#                [--contenders "floor agent blackbox"] [--scrapes 11] [--perf SECONDS]
-#                [--no-build] [--out DIR]
+#                [--contenders "floor agent blackbox"] [--scrapes 11] [--nice N]
+#                [--perf SECONDS] [--no-build] [--out DIR]
 #
 # For each size N and contender it runs the contender for a warm-up, then takes two snapshots a
 # window apart, each pairing the process's CPU time (utime+stime, /proc/PID/stat) with the number
 # of probes done (agent: sum of probe_runs_total from /metrics; floor: its own counter; blackbox:
 # /probe requests answered), and reports CPU per probe. For the agent also: p99 schedule lag (the
 # delta of the pes_agent_schedule_lag_seconds histogram over the window), VmRSS/VmHWM and the
-# median wall and CPU time of a /metrics scrape. Results: OUT/results.md (a markdown table) and
-# OUT/results.tsv. --perf S profiles the agent with `perf record -e cpu-clock` for S more seconds
-# after its measurements (outside the window) into OUT/nN/agent.perf.txt.
+# median wall and CPU time of a /metrics scrape (at most --scrapes, and no more than 30 s of them).
+# Results: OUT/results.md (markdown tables) and OUT/results.tsv.
+# --nice N runs nginx and every contender at nice level N (e.g. -10, as root): on a machine shared
+# with other work this approximates having the cores to themselves; all contenders get the same.
+# --perf S profiles the agent with `perf record -e cpu-clock` for S more seconds after its
+# measurements (outside the window) into OUT/nN/agent.perf.txt.
 # AGENT=path with --no-build measures another agent binary.
 set -euo pipefail
 
@@ -22,8 +25,9 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BUILD="$ROOT/build/bench"
 SIZES="1000 10000"
 INTERVAL=10
-WINDOW=60
+WINDOW=50
 WARMUP=12
+NICE=0
 SCRAPES=11
 CONTENDERS="floor agent blackbox"
 PERF_SECS=0
@@ -39,10 +43,11 @@ while [ $# -gt 0 ]; do
     --warmup) WARMUP="$2"; shift 2 ;;
     --scrapes) SCRAPES="$2"; shift 2 ;;
     --contenders) CONTENDERS="$2"; shift 2 ;;
+    --nice) NICE="$2"; shift 2 ;;
     --perf) PERF_SECS="$2"; shift 2 ;;
     --no-build) DO_BUILD=0; shift ;;
     --out) OUT="$2"; shift 2 ;;
-    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -51,6 +56,9 @@ mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 # One run's deadline, the same for every contender: 5 s, or half the interval if that is shorter.
 TIMEOUT_MS=$((INTERVAL * 500 < 5000 ? INTERVAL * 500 : 5000))
+
+# The contenders run under `nice -n $NICE` (a no-op at 0).
+run_niced() { exec nice -n "$NICE" "$@"; }
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -200,6 +208,7 @@ machine_end() {
 }
 
 RESULTS="$OUT/results.tsv"
+printf 'targets\trss_before_scrapes_mb\trss_after_scrapes_mb\tpeak_mb\tseries\tmetrics_kb\tmetrics_ms\tmetrics_cpu_ms\tscrapes\tin_flight_end\tfailures\tlag_samples\n' >"$OUT/agent.tsv"
 printf 'targets\tcontender\twindow_s\tprobes\tprobes_per_s\tfailed\tcpu_s\tus_per_probe\tuser_share\tp99_lag_s\tlag_le_100ms\trss_mb\thwm_mb\tmetrics_ms\tmetrics_cpu_ms\tmetrics_kb\tmachine_busy\tloadavg\n' >"$RESULTS"
 
 # result N CONTENDER CPU0 USER0 CPU_AT0 CPU1 USER1 CPU_AT1 COUNT0 COUNT_AT0 COUNT1 COUNT_AT1 FAILED
@@ -235,13 +244,16 @@ log "starting nginx (tests/fixtures/nginx.sh)"
 NGINX_ENV="$("$ROOT/tests/fixtures/nginx.sh" start "$NGINX_DIR" WORKER_CONNECTIONS=8192 ACCESS_LOG=0 \
   ERROR_LOG_LEVEL=warn OWNER_PID=$$)" || die "nginx did not start"
 NGINX_PORT="$(sed -n 's/^PORT=//p' <<<"$NGINX_ENV")"
+if [ "$NICE" != 0 ]; then
+  renice -n "$NICE" -g "$(sed -n 's/^PID=//p' <<<"$NGINX_ENV")" >/dev/null || die "renice of nginx failed"
+fi
 BASE="http://127.0.0.1:$NGINX_PORT/ok"
 log "nginx on port $NGINX_PORT; cpus=$(nproc) loadavg=$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---------------------------------------------------------------------------------------------
 run_floor() {
   local n="$1" dir="$2" pid s0 s1
-  "$FLOOR" --urls "$dir/urls.txt" --interval-ms $((INTERVAL * 1000)) --timeout-ms "$TIMEOUT_MS" \
+  run_niced "$FLOOR" --urls "$dir/urls.txt" --interval-ms $((INTERVAL * 1000)) --timeout-ms "$TIMEOUT_MS" \
     --stats "$dir/floor.stats" >"$dir/floor.log" 2>&1 &
   pid=$!
   PIDS+=("$pid")
@@ -274,45 +286,61 @@ run_agent() {
   local n="$1" dir="$2" pid port url
   port="$(free_port)"
   url="http://127.0.0.1:$port"
-  "$AGENT" --config.file="$dir/agent.yml" --web.listen-address="127.0.0.1:$port" --log.level=warn \
+  run_niced "$AGENT" --config.file="$dir/agent.yml" --web.listen-address="127.0.0.1:$port" --log.level=warn \
     >"$dir/agent.log" 2>&1 &
   pid=$!
   PIDS+=("$pid")
   wait_http "$url/-/ready" 120 "$pid" || die "agent did not become ready: $(tail -3 "$dir/agent.log")"
   sleep "$WARMUP"
   kill -0 "$pid" 2>/dev/null || die "agent died: $(tail -3 "$dir/agent.log")"
+  local rss_steady
+  rss_steady="$(vm_kb "$pid" VmRSS)"  # before the first scrape: probes only
   # Counts come from a scrape, CPU from /proc: the CPU interval starts after the first scrape and
   # ends before the second, so the scrapes' own cost stays outside it (it is measured below).
   local b0 b1 c0 u0 a0 c1 u1 a1
   machine_begin
   b0="$EPOCHREALTIME"
-  curl -fsS --max-time 60 -o "$dir/metrics.before" "$url/metrics" || die "scrape failed"
+  curl -fsS --max-time 120 -o "$dir/metrics.before" "$url/metrics" || die "scrape failed"
   proc_cpu "$pid"
   c0="$P_CPU" u0="$P_USER" a0="$P_AT"
   sleep "$WINDOW"
   proc_cpu "$pid"
   c1="$P_CPU" u1="$P_USER" a1="$P_AT"
   b1="$EPOCHREALTIME"
-  curl -fsS --max-time 60 -o "$dir/metrics.after" "$url/metrics" || die "scrape failed"
+  curl -fsS --max-time 120 -o "$dir/metrics.after" "$url/metrics" || die "scrape failed"
   machine_end
-  local rss hwm
-  rss="$(vm_kb "$pid" VmRSS)" hwm="$(vm_kb "$pid" VmHWM)"
   local runs='^probe_runs_total[{]' fails='^probe_runs_total[{].*result="failure"'
   local p99 share lagn
   read -r p99 share lagn < <(lag_quantile "$dir/metrics.before" "$dir/metrics.after" 0.99)
-  log "agent    N=$n: schedule lag p99 ${p99}s, share <= 100 ms $share (of $lagn runs)"
   # /metrics serialisation: wall time of repeated scrapes (median) and the agent's CPU per scrape.
-  local i ms cpu_ms kb c_s0
+  local i ms cpu_ms kb series c_s0 t_end
   proc_cpu "$pid"
   c_s0="$P_CPU"
-  for ((i = 0; i < SCRAPES; i++)); do
-    curl -fsS --max-time 60 -o /dev/null -w '%{time_total}\n' "$url/metrics"
+  t_end=$((SECONDS + 30))
+  for ((i = 0; i < SCRAPES && (i < 3 || SECONDS < t_end); i++)); do
+    curl -fsS --max-time 120 -o /dev/null -w '%{time_total}\n' "$url/metrics"
   done >"$dir/scrape_times.txt"
   proc_cpu "$pid"
   ms="$(median <"$dir/scrape_times.txt" | awk '{ printf "%.1f", $1 * 1000 }')"
-  cpu_ms="$(awk -v a="$c_s0" -v b="$P_CPU" -v k="$SCRAPES" 'BEGIN { printf "%.1f", 1000 * (b - a) / k }')"
+  cpu_ms="$(awk -v a="$c_s0" -v b="$P_CPU" -v k="$i" 'BEGIN { printf "%.1f", 1000 * (b - a) / k }')"
   kb=$(($(stat -c %s "$dir/metrics.after") / 1024))
-  log "agent    N=$n: RSS $((rss / 1024)) MB (peak $((hwm / 1024)) MB); /metrics $kb KiB, median ${ms} ms, ${cpu_ms} ms CPU per scrape"
+  series="$(grep -vc '^#' "$dir/metrics.after")"
+  local rss hwm
+  rss="$(vm_kb "$pid" VmRSS)" hwm="$(vm_kb "$pid" VmHWM)"
+  # What the agent says about itself at the end of the window.
+  local inflight reasons
+  inflight="$(metric_value "$dir/metrics.after" pes_agent_probes_in_flight)"
+  reasons="$(awk 'FNR == 1 { file++ }
+    /^probe_failures_total[{]/ {
+      match($0, /reason="[^"]*"/); r = substr($0, RSTART + 8, RLENGTH - 9)
+      if (file == 1) b[r] += $NF; else a[r] += $NF
+    }
+    END { for (k in a) if (a[k] - b[k] > 0) printf "%s=%d ", k, a[k] - b[k] }' \
+    "$dir/metrics.before" "$dir/metrics.after")"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$((rss_steady / 1024))" "$((rss / 1024))" \
+    "$((hwm / 1024))" "$series" "$kb" "$ms" "$cpu_ms" "$i" "${inflight:-?}" "${reasons:-none}" "$lagn" >>"$OUT/agent.tsv"
+  log "agent    N=$n: lag p99 ${p99}s, share <= 100 ms $share; in flight at the end $inflight; failures in the window: ${reasons:-none}"
+  log "agent    N=$n: RSS $((rss_steady / 1024)) MB before any scrape, $((rss / 1024)) MB after $((i + 2)) scrapes (peak $((hwm / 1024)) MB); /metrics $series series, $kb KiB, median ${ms} ms, ${cpu_ms} ms CPU per scrape"
   if [ "$PERF_SECS" -gt 0 ]; then
     log "profiling the agent for ${PERF_SECS}s (perf record -e cpu-clock)"
     perf record -q -e cpu-clock -F 499 --call-graph dwarf,16384 -p "$pid" -o "$dir/agent.perf.data" \
@@ -330,19 +358,19 @@ run_agent() {
   result "$n" agent "$c0" "$u0" "$a0" "$c1" "$u1" "$a1" \
     "$(metric_sum "$dir/metrics.before" "$runs")" "$b0" "$(metric_sum "$dir/metrics.after" "$runs")" "$b1" \
     $(($(metric_sum "$dir/metrics.after" "$fails") - $(metric_sum "$dir/metrics.before" "$fails"))) \
-    "$p99" "$share" $((rss / 1024)) $((hwm / 1024)) "$ms" "$cpu_ms" "$kb"
+    "$p99" "$share" $((rss_steady / 1024)) $((hwm / 1024)) "$ms" "$cpu_ms" "$kb"
 }
 
 run_blackbox() {
   local n="$1" dir="$2" port bpid dpid s0 s1 c0 u0 a0 c1 u1 a1
   port="$(free_port)"
-  "$BLACKBOX" --config.file="$dir/blackbox.yml" --web.listen-address="127.0.0.1:$port" \
+  run_niced "$BLACKBOX" --config.file="$dir/blackbox.yml" --web.listen-address="127.0.0.1:$port" \
     --log.level=warn >"$dir/blackbox.log" 2>&1 &
   bpid=$!
   PIDS+=("$bpid")
   wait_http "http://127.0.0.1:$port/-/healthy" 30 "$bpid" || die "blackbox_exporter did not start, see $dir/blackbox.log"
   sed "s|@BBPORT@|$port|" "$dir/blackbox_urls.in" >"$dir/blackbox_urls.txt"
-  "$FLOOR" --urls "$dir/blackbox_urls.txt" --interval-ms $((INTERVAL * 1000)) --reuse \
+  run_niced "$FLOOR" --urls "$dir/blackbox_urls.txt" --interval-ms $((INTERVAL * 1000)) --reuse \
     --timeout-ms $((TIMEOUT_MS + 1000)) --expect "probe_success 1" --stats "$dir/driver.stats" \
     >"$dir/driver.log" 2>&1 &
   dpid=$!
@@ -416,6 +444,7 @@ done
 {
   echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)),"
   echo "interval ${INTERVAL}s, timeout ${TIMEOUT_MS}ms, warm-up ${WARMUP}s, window ${WINDOW}s, $((SECONDS - STARTED)) s in all;"
+  echo "nice level of nginx and the contenders: $NICE;"
   echo "source $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- agent probes 2>/dev/null || echo ' + uncommitted changes in agent/ or probes/')."
   echo
   echo "| targets | contender | probes/s | failed | CPU µs/probe (user share) | × floor | p99 lag | runs started ≤ 100 ms late | RSS MB (peak) | /metrics: median wall (CPU), size | machine busy | loadavg |"
@@ -433,6 +462,12 @@ done
           f[1], f[2], f[5], f[6], f[8], f[9], ratio, lag, share, f[12], f[13], met, f[17], f[18]
       }
     }' "$RESULTS"
+  if [ "$(wc -l <"$OUT/agent.tsv")" -gt 1 ]; then
+    echo
+    echo "| targets | agent RSS MB: before any scrape / after scrapes / peak | /metrics series, size | scrape median wall (CPU) | in flight at window end | failed runs in window by reason |"
+    echo "|---|---|---|---|---|---|"
+    awk -F'\t' 'NR > 1 { printf "| %s | %s / %s / %s | %s, %s KiB | %s ms (%s ms), %s scrapes | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 }' "$OUT/agent.tsv"
+  fi
 } >"$OUT/results.md"
 cat "$OUT/results.md"
 log "results in $OUT/results.md and $OUT/results.tsv"
