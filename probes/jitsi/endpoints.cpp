@@ -16,7 +16,8 @@ using UrlPtr = std::unique_ptr<CURLU, UrlDeleter>;
 
 UrlPtr parse(const std::string& url) {
   UrlPtr u(curl_url());
-  if (!u || curl_url_set(u.get(), CURLUPART_URL, url.c_str(), CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK)
+  if (!u ||
+      curl_url_set(u.get(), CURLUPART_URL, url.c_str(), CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK)
     return nullptr;
   return u;
 }

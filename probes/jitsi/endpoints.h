@@ -23,7 +23,6 @@ std::optional<std::string> on_origin(const std::string& url, const std::string& 
 // The WebSocket endpoint for `websocket_path`: a path on the origin of `url` (http → ws,
 // https → wss) or an absolute ws://, wss:// (or http(s)://) URL.
 std::optional<WsEndpoint> websocket_endpoint(const std::string& url,
-                                             const std::string& websocket_path,
-                                             std::string& error);
+                                             const std::string& websocket_path, std::string& error);
 
 }  // namespace pes::jitsi

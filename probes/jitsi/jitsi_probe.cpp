@@ -37,7 +37,8 @@ std::string lower(std::string_view s) {
 
 // A short, printable excerpt of a server's body for a message.
 std::string excerpt(std::string_view body, size_t max = 120) {
-  while (!body.empty() && std::isspace(static_cast<unsigned char>(body.front()))) body.remove_prefix(1);
+  while (!body.empty() && std::isspace(static_cast<unsigned char>(body.front())))
+    body.remove_prefix(1);
   std::string out;
   for (char c : body.substr(0, max)) out.push_back(c >= 0x20 && c < 0x7F ? c : ' ');
   while (!out.empty() && out.back() == ' ') out.pop_back();
@@ -52,7 +53,8 @@ bool looks_like_html(const HttpResponse& r) {
     if (t.starts_with("text/html") || t.starts_with("application/xhtml+xml")) return true;
   }
   const std::string head = lower(std::string_view(r.body).substr(0, kHtmlSniffBytes));
-  return head.find("<!doctype html") != std::string::npos || head.find("<html") != std::string::npos;
+  return head.find("<!doctype html") != std::string::npos ||
+         head.find("<html") != std::string::npos;
 }
 
 Reason stun_reason(StunProbeError e) {
@@ -98,7 +100,8 @@ class JitsiRun : public std::enable_shared_from_this<JitsiRun> {
     // the engine before it gives up on the run (at the deadline plus a few milliseconds) even on
     // a loaded machine. HTTP components are cut by the event loop at the deadline itself.
     const auto budget = ctx_->deadline() - Clock::now();
-    blocking_deadline_ = ctx_->deadline() - std::clamp<Clock::duration>(budget / 20, kMinMargin, kMaxMargin);
+    blocking_deadline_ =
+        ctx_->deadline() - std::clamp<Clock::duration>(budget / 20, kMinMargin, kMaxMargin);
     start_web();
     start_config();
     if (!spec_->xmpp_domain.empty()) start_xmpp(spec_->xmpp_domain);
@@ -115,9 +118,8 @@ class JitsiRun : public std::enable_shared_from_this<JitsiRun> {
     const auto started = Clock::now();
     HttpRequest req = request(spec_->url);
     req.headers.emplace_back("Accept", "text/html");
-    ctx_->http(std::move(req), [self = shared_from_this(), started](HttpResponse r) {
-      self->on_web(r, started);
-    });
+    ctx_->http(std::move(req),
+               [self = shared_from_this(), started](HttpResponse r) { self->on_web(r, started); });
   }
 
   void on_web(const HttpResponse& r, Clock::time_point started) {
@@ -134,8 +136,9 @@ class JitsiRun : public std::enable_shared_from_this<JitsiRun> {
   // --- config: config.js names the XMPP domain ----------------------------------------------
   void start_config() {
     const auto started = Clock::now();
-    ctx_->http(request(spec_->config_js_url),
-               [self = shared_from_this(), started](HttpResponse r) { self->on_config(r, started); });
+    ctx_->http(request(spec_->config_js_url), [self = shared_from_this(), started](HttpResponse r) {
+      self->on_config(r, started);
+    });
   }
 
   void on_config(const HttpResponse& r, Clock::time_point started) {
@@ -202,12 +205,14 @@ class JitsiRun : public std::enable_shared_from_this<JitsiRun> {
         why += ": the server does not serve XMPP domain \"" + domain + "\"";
       if (!b.stream_error.empty()) why += "; stream error " + b.stream_error;
       if (!b.stream_error_text.empty()) why += ": " + b.stream_error_text;
-      return down(C::bosh, Reason::protocol, "the connection manager terminated the session (" + why + ")",
-                  started);
+      return down(C::bosh, Reason::protocol,
+                  "the connection manager terminated the session (" + why + ")", started);
     }
-    if (b.sid.empty()) return down(C::bosh, Reason::protocol, "no session id (sid) in the answer", started);
+    if (b.sid.empty())
+      return down(C::bosh, Reason::protocol, "no session id (sid) in the answer", started);
     if (!b.has_stream_features)
-      return down(C::bosh, Reason::protocol, "no <stream:features/> in the session answer", started);
+      return down(C::bosh, Reason::protocol, "no <stream:features/> in the session answer",
+                  started);
     if (b.sasl_mechanisms.empty())
       return down(C::bosh, Reason::protocol, "stream features without SASL mechanisms", started);
     std::string mechs;
@@ -237,8 +242,8 @@ class JitsiRun : public std::enable_shared_from_this<JitsiRun> {
       jitsi::WsTraceFn trace;
       if (self->ctx_->trace().enabled())
         trace = [self](const std::string& line) { self->trace(C::websocket, line); };
-      const jitsi::WsXmppResult r = jitsi::ws_xmpp_probe(*self->spec_->websocket, domain,
-                                                          self->spec_->tls, self->blocking_deadline_, trace);
+      const jitsi::WsXmppResult r = jitsi::ws_xmpp_probe(
+          *self->spec_->websocket, domain, self->spec_->tls, self->blocking_deadline_, trace);
       if (!r.ok) return self->down(C::websocket, r.reason, r.message, started);
       std::string mechs;
       for (const auto& m : r.sasl_mechanisms) mechs += (mechs.empty() ? "" : " ") + m;
@@ -319,14 +324,17 @@ class JitsiRun : public std::enable_shared_from_this<JitsiRun> {
   }
 
   void trace(C c, const std::string& line) {
-    if (ctx_->trace().enabled()) ctx_->trace().log(std::string(jitsi_component_name(c)) + ": " + line);
+    if (ctx_->trace().enabled())
+      ctx_->trace().log(std::string(jitsi_component_name(c)) + ": " + line);
   }
 
   // Stores one component's verdict (any thread); the last one ends the run.
   void record(C c, ComponentResult result) {
-    trace(c, result.checked ? (result.up ? "up (" : "DOWN (" + std::string(reason_name(result.reason)) + ": ") +
-                                  result.message + ")"
-                            : result.message);
+    trace(c,
+          result.checked
+              ? (result.up ? "up (" : "DOWN (" + std::string(reason_name(result.reason)) + ": ") +
+                    result.message + ")"
+              : result.message);
     bool last;
     {
       std::lock_guard lock(mu_);
@@ -366,17 +374,20 @@ class JitsiRun : public std::enable_shared_from_this<JitsiRun> {
     if (down_names.empty() && skipped.empty()) {
       out = Outcome::success("all " + std::to_string(checked) + " components up");
     } else {
-      if (!down_names.empty()) message = "down: " + join(down_names, ", ") + "; " + join(details, "; ");
+      if (!down_names.empty())
+        message = "down: " + join(down_names, ", ") + "; " + join(details, "; ");
       if (!skipped.empty()) message += (message.empty() ? "" : "; ") + join(skipped, "; ");
       // Skipped components only happen when config.js is down, which already sets the reason.
-      out = Outcome::failure(reason == Reason::none ? Reason::internal : reason, std::move(message));
+      out =
+          Outcome::failure(reason == Reason::none ? Reason::internal : reason, std::move(message));
     }
     for (C c : kAll) {
       const auto& r = results_[static_cast<size_t>(c)];
       if (!r || !r->checked) continue;
       const std::string name(jitsi_component_name(c));
       out.add("probe_jitsi_component_up", kUpHelp, r->up ? 1 : 0, {{"component", name}});
-      out.add("probe_jitsi_component_duration_seconds", kDurationHelp, r->seconds, {{"component", name}});
+      out.add("probe_jitsi_component_duration_seconds", kDurationHelp, r->seconds,
+              {{"component", name}});
     }
     return out;
   }
@@ -446,7 +457,8 @@ std::unique_ptr<Probe> JitsiProbe::parse(Section& s) {
 
   spec.xmpp_domain = s.str_or("xmpp_domain", "");
   if (s.has("xmpp_domain") && !jitsi::is_host_name(spec.xmpp_domain)) {
-    s.error("xmpp_domain", "must be a host name such as meet.jitsi, got \"" + spec.xmpp_domain + "\"");
+    s.error("xmpp_domain",
+            "must be a host name such as meet.jitsi, got \"" + spec.xmpp_domain + "\"");
     ok = false;
   }
 
@@ -489,12 +501,14 @@ std::unique_ptr<Probe> JitsiProbe::parse(Section& s) {
       ok = false;
       continue;
     }
-    (std::string_view(key) == "jicofo_health_url" ? spec.jicofo_health_url : spec.jvb_health_url) = *v;
+    (std::string_view(key) == "jicofo_health_url" ? spec.jicofo_health_url : spec.jvb_health_url) =
+        *v;
   }
 
   if (auto stun = s.str("stun")) {
     if (!jitsi::split_stun_host_port(*stun, spec.stun_host, spec.stun_port)) {
-      s.error("stun", "must be host:port (or [v6]:port) of a STUN server (UDP), got \"" + *stun + "\"");
+      s.error("stun",
+              "must be host:port (or [v6]:port) of a STUN server (UDP), got \"" + *stun + "\"");
       ok = false;
     }
   }

@@ -167,11 +167,11 @@ class WsRun {
     check(ec, Reason::protocol, "WebSocket upgrade of " + ep_.url());
     const auto protocol = res[http::field::sec_websocket_protocol];
     if (protocol != "xmpp")
-      fail_now(Reason::protocol,
-               protocol.empty()
-                   ? "the server did not accept the xmpp subprotocol (no Sec-WebSocket-Protocol)"
-                   : "the server chose subprotocol \"" + std::string(protocol) +
-                         "\" instead of xmpp");
+      fail_now(
+          Reason::protocol,
+          protocol.empty()
+              ? "the server did not accept the xmpp subprotocol (no Sec-WebSocket-Protocol)"
+              : "the server chose subprotocol \"" + std::string(protocol) + "\" instead of xmpp");
     note("upgraded to WebSocket with subprotocol xmpp");
 
     // 5. Open the stream and wait for <open/> and <stream:features/>.
@@ -185,8 +185,8 @@ class WsRun {
     bool opened = false;
     for (int frames = 0;; ++frames) {
       if (frames == kMaxFrames)
-        fail_now(Reason::protocol, "no <stream:features/> in the first " +
-                                       std::to_string(kMaxFrames) + " frames");
+        fail_now(Reason::protocol,
+                 "no <stream:features/> in the first " + std::to_string(kMaxFrames) + " frames");
       beast::flat_buffer buffer;
       co_await ws.async_read(buffer, asio::redirect_error(asio::use_awaitable, ec));
       if (ec == websocket::error::closed && !timed_out_) {
@@ -203,14 +203,14 @@ class WsRun {
           fail_now(Reason::protocol, "malformed frame: " + frame.error);
         case WsFrame::Kind::stream_error:
           fail_now(Reason::protocol,
-                   "stream error " + (frame.condition.empty() ? "(no condition)" : frame.condition) +
+                   "stream error " +
+                       (frame.condition.empty() ? "(no condition)" : frame.condition) +
                        (frame.text.empty() ? "" : ": " + frame.text));
         case WsFrame::Kind::close:
-          fail_now(Reason::protocol,
-                   "the server closed the stream" +
-                       (frame.see_other_uri.empty() ? std::string()
-                                                    : " (see-other-uri " + frame.see_other_uri +
-                                                          ")"));
+          fail_now(Reason::protocol, "the server closed the stream" +
+                                         (frame.see_other_uri.empty()
+                                              ? std::string()
+                                              : " (see-other-uri " + frame.see_other_uri + ")"));
         case WsFrame::Kind::open:
           opened = true;
           result_.stream_id = frame.id;
@@ -218,8 +218,8 @@ class WsRun {
           note("<open from='" + frame.from + "' id='" + frame.id + "' version='" + frame.version +
                "'/>");
           if (frame.version != "1.0")
-            fail_now(Reason::protocol, "the server opened a stream with version '" +
-                                           frame.version + "', not '1.0'");
+            fail_now(Reason::protocol,
+                     "the server opened a stream with version '" + frame.version + "', not '1.0'");
           continue;
         case WsFrame::Kind::features:
           if (!opened) fail_now(Reason::protocol, "<stream:features/> before <open/>");
@@ -252,7 +252,8 @@ class WsRun {
     for (int frames = 0; !ec && frames < 4; ++frames) {
       beast::flat_buffer buffer;
       co_await ws.async_read(buffer, asio::redirect_error(asio::use_awaitable, ec));
-      if (!ec && parse_ws_frame(beast::buffers_to_string(buffer.data())).kind == WsFrame::Kind::close)
+      if (!ec &&
+          parse_ws_frame(beast::buffers_to_string(buffer.data())).kind == WsFrame::Kind::close)
         server_closed_stream = true;
     }
     if (ec == websocket::error::closed) {
@@ -295,10 +296,9 @@ class WsRun {
   void check(const error_code& ec, Reason reason, const std::string& what) {
     if (!ec) return;
     if (timed_out_) fail_now(Reason::timeout, what + ": no answer before the deadline");
-    if (reason != Reason::dns && (ec == asio::error::connection_refused ||
-                                  ec == asio::error::connection_reset ||
-                                  ec == asio::error::host_unreachable ||
-                                  ec == asio::error::network_unreachable))
+    if (reason != Reason::dns &&
+        (ec == asio::error::connection_refused || ec == asio::error::connection_reset ||
+         ec == asio::error::host_unreachable || ec == asio::error::network_unreachable))
       reason = Reason::connect;
     if (ec == asio::error::eof || ec == http::error::end_of_stream ||
         ec == ssl::error::stream_truncated)

@@ -62,7 +62,9 @@ class JitsiE2E : public ::testing::Test {
     dir_ = nullptr;
   }
 
-  static std::string web(const std::string& path) { return "http://127.0.0.1:" + nginx_->get("PORT") + path; }
+  static std::string web(const std::string& path) {
+    return "http://127.0.0.1:" + nginx_->get("PORT") + path;
+  }
 
   // Two probes: the docker-jitsi-meet layout, healthy; and one whose jicofo is starting (503) and
   // whose STUN server is the coturn one.
@@ -74,20 +76,33 @@ class JitsiE2E : public ::testing::Test {
            "    service: jitsi\n"
            "    type: jitsi\n"
            "    jitsi:\n"
-           "      url: " + web("/jitsi/") + "\n"
+           "      url: " +
+           web("/jitsi/") +
+           "\n"
            "      xmpp_domain: meet.jitsi\n"
            "      bosh_path: /http-bind\n"
            "      websocket_path: /xmpp-websocket\n"
-           "      jicofo_health_url: " + web("/jicofo/about/health") + "\n"
-           "      jvb_health_url: " + web("/jvb/about/health") + "\n"
-           "      stun: " + stun + "\n"
+           "      jicofo_health_url: " +
+           web("/jicofo/about/health") +
+           "\n"
+           "      jvb_health_url: " +
+           web("/jvb/about/health") +
+           "\n"
+           "      stun: " +
+           stun +
+           "\n"
            "  - name: meet-starting\n"
            "    service: jitsi\n"
            "    type: jitsi\n"
            "    jitsi:\n"
-           "      url: " + web("/jitsi/") + "\n"
-           "      jicofo_health_url: " + web("/jicofo-starting/about/health") + "\n"
-           "      stun: " + stun + "\n";
+           "      url: " +
+           web("/jitsi/") +
+           "\n"
+           "      jicofo_health_url: " +
+           web("/jicofo-starting/about/health") +
+           "\n"
+           "      stun: " +
+           stun + "\n";
   }
 
   static Fixture* prosody_;
@@ -112,15 +127,19 @@ TEST_F(JitsiE2E, MetricsScrapedOverHttp) {
   while (std::chrono::steady_clock::now() < give_up) {
     metrics = agent.metrics();
     if (value_of(metrics, "probe_jitsi_component_up", {"probe=\"meet\"", "component=\"stun\""}) &&
-        value_of(metrics, "probe_jitsi_component_up", {"probe=\"meet-starting\"", "component=\"jicofo\""}))
+        value_of(metrics, "probe_jitsi_component_up",
+                 {"probe=\"meet-starting\"", "component=\"jicofo\""}))
       break;
     std::this_thread::sleep_for(200ms);
   }
 
   for (const char* c : {"web", "config", "bosh", "websocket", "jicofo", "jvb", "stun"}) {
     const std::string component = std::string("component=\"") + c + "\"";
-    EXPECT_EQ(value_of(metrics, "probe_jitsi_component_up", {"probe=\"meet\"", component, "type=\"jitsi\""}), 1.0)
-        << c << "\n" << metrics;
+    EXPECT_EQ(value_of(metrics, "probe_jitsi_component_up",
+                       {"probe=\"meet\"", component, "type=\"jitsi\""}),
+              1.0)
+        << c << "\n"
+        << metrics;
     const auto seconds =
         value_of(metrics, "probe_jitsi_component_duration_seconds", {"probe=\"meet\"", component});
     ASSERT_TRUE(seconds.has_value()) << c;
@@ -130,23 +149,32 @@ TEST_F(JitsiE2E, MetricsScrapedOverHttp) {
   EXPECT_EQ(value_of(metrics, "probe_success", {"probe=\"meet\""}), 1.0) << metrics;
 
   // The second probe: jicofo down, the rest up; websocket and jvb not configured, so not exported.
-  EXPECT_EQ(value_of(metrics, "probe_jitsi_component_up", {"probe=\"meet-starting\"", "component=\"jicofo\""}), 0.0);
-  EXPECT_EQ(value_of(metrics, "probe_jitsi_component_up", {"probe=\"meet-starting\"", "component=\"bosh\""}), 1.0);
-  EXPECT_EQ(value_of(metrics, "probe_jitsi_component_up", {"probe=\"meet-starting\"", "component=\"stun\""}), 1.0);
-  EXPECT_FALSE(value_of(metrics, "probe_jitsi_component_up", {"probe=\"meet-starting\"", "component=\"jvb\""}));
-  EXPECT_FALSE(
-      value_of(metrics, "probe_jitsi_component_up", {"probe=\"meet-starting\"", "component=\"websocket\""}));
+  EXPECT_EQ(value_of(metrics, "probe_jitsi_component_up",
+                     {"probe=\"meet-starting\"", "component=\"jicofo\""}),
+            0.0);
+  EXPECT_EQ(value_of(metrics, "probe_jitsi_component_up",
+                     {"probe=\"meet-starting\"", "component=\"bosh\""}),
+            1.0);
+  EXPECT_EQ(value_of(metrics, "probe_jitsi_component_up",
+                     {"probe=\"meet-starting\"", "component=\"stun\""}),
+            1.0);
+  EXPECT_FALSE(value_of(metrics, "probe_jitsi_component_up",
+                        {"probe=\"meet-starting\"", "component=\"jvb\""}));
+  EXPECT_FALSE(value_of(metrics, "probe_jitsi_component_up",
+                        {"probe=\"meet-starting\"", "component=\"websocket\""}));
   EXPECT_EQ(value_of(metrics, "probe_success", {"probe=\"meet-starting\""}), 0.0);
-  const auto failures =
-      value_of(metrics, "probe_failures_total", {"probe=\"meet-starting\"", "reason=\"http_status\""});
+  const auto failures = value_of(metrics, "probe_failures_total",
+                                 {"probe=\"meet-starting\"", "reason=\"http_status\""});
   ASSERT_TRUE(failures.has_value()) << metrics;
   EXPECT_GE(*failures, 1.0);
 
   // /probe runs it now, with the same series.
   const HttpResult adhoc = agent.get("/probe?name=meet-starting");
   EXPECT_EQ(adhoc.status, 200) << adhoc.error;
-  EXPECT_EQ(value_of(adhoc.body, "probe_jitsi_component_up", {"component=\"jicofo\""}), 0.0) << adhoc.body;
-  EXPECT_EQ(value_of(adhoc.body, "probe_jitsi_component_up", {"component=\"web\""}), 1.0) << adhoc.body;
+  EXPECT_EQ(value_of(adhoc.body, "probe_jitsi_component_up", {"component=\"jicofo\""}), 0.0)
+      << adhoc.body;
+  EXPECT_EQ(value_of(adhoc.body, "probe_jitsi_component_up", {"component=\"web\""}), 1.0)
+      << adhoc.body;
   EXPECT_EQ(agent.stop(), 0) << agent.log();
 }
 

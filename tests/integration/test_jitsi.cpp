@@ -30,7 +30,7 @@ class JitsiTest : public ::testing::Test {
     replace_all(conf, "@JITSI@", jitsi);
     replace_all(conf, "@PROSODY_PORT@", prosody_->get("PORT"));
     write_file(conf_dir_->file("jitsi.conf"), conf);
-    nginx_ = new Fixture("nginx", {{"CONF", conf_dir_->file("jitsi.conf")}});
+    nginx_ = new Fixture("nginx", {{"CONF", conf_dir_->file("jitsi.conf")}, {"TLS", "1"}});
   }
   static void TearDownTestSuite() {
     delete nginx_;
@@ -46,7 +46,9 @@ class JitsiTest : public ::testing::Test {
       s.replace(at, from.size(), to);
   }
 
-  static std::string web(const std::string& path) { return "http://127.0.0.1:" + nginx_->get("PORT") + path; }
+  static std::string web(const std::string& path) {
+    return "http://127.0.0.1:" + nginx_->get("PORT") + path;
+  }
   static std::string stun() { return "127.0.0.1:" + coturn_->get("PORT"); }
 
   // The whole docker-jitsi-meet layout behind the frontend, as compose/agent.yml configures it.
@@ -105,7 +107,8 @@ TEST_F(JitsiTest, EveryComponentUpBehindTheFrontend) {
   }
   // The trace tells the steps; the BOSH session id is a credential and never shown.
   EXPECT_TRUE(has(r.trace, "config: up (XMPP domain meet.jitsi)")) << r.trace;
-  EXPECT_TRUE(has(r.trace, "bosh: session created (sid not shown), SASL mechanisms: ANONYMOUS")) << r.trace;
+  EXPECT_TRUE(has(r.trace, "bosh: session created (sid not shown), SASL mechanisms: ANONYMOUS"))
+      << r.trace;
   EXPECT_TRUE(has(r.trace, "bosh: session terminated (HTTP 200)")) << r.trace;
   EXPECT_TRUE(has(r.trace, "websocket: upgraded to WebSocket with subprotocol xmpp")) << r.trace;
   EXPECT_TRUE(has(r.trace, "websocket: <open from='meet.jitsi'")) << r.trace;
@@ -127,12 +130,34 @@ TEST_F(JitsiTest, DirectToProsodyWithTheDomainFromConfigJs) {
   EXPECT_TRUE(has(r.trace, "bosh: session request to meet.jitsi")) << r.trace;
 }
 
+TEST_F(JitsiTest, OverTlsTheWebSocketIsWss) {
+  // The frontend on HTTPS: config.js, BOSH and the WebSocket (wss://) go through it, verified
+  // against the fixture's CA; the same frontend with a certificate for another name fails with tls.
+  const auto tls = [](const std::string& port_key) {
+    return "      url: https://localhost:" + nginx_->get(port_key) +
+           "/jitsi/\n      xmpp_domain: meet.jitsi\n      websocket_path: /xmpp-websocket\n"
+           "      tls: {ca_file: " +
+           nginx_->get("CA_FILE") + "}\n";
+  };
+  auto r = run(tls("TLS_PORT"), "3s", true);
+  ASSERT_TRUE(r.outcome.ok) << r.outcome.message << "\n" << r.trace;
+  EXPECT_EQ(up(r, "websocket"), 1);
+  EXPECT_TRUE(has(r.trace, "websocket: TLS established")) << r.trace;
+
+  auto wrong = run(tls("WRONGHOST_PORT"), "3s");
+  ASSERT_FALSE(wrong.outcome.ok);
+  EXPECT_EQ(wrong.outcome.reason, Reason::tls) << wrong.outcome.message;
+  EXPECT_TRUE(wrong.outcome.message.starts_with("down: web, config, bosh, websocket; web: "))
+      << wrong.outcome.message;
+  EXPECT_TRUE(has(wrong.outcome.message, "websocket: tls: certificate verification failed"))
+      << wrong.outcome.message;
+}
+
 // ---- XMPP failures -------------------------------------------------------------------------
 
 TEST_F(JitsiTest, DomainProsodyDoesNotServeFailsBoshAndWebsocket) {
   // config.js names wrong.example; Prosody serves only meet.jitsi.
-  auto r = run("      url: " + web("/wrong-domain/") +
-                   "\n      websocket_path: /xmpp-websocket\n",
+  auto r = run("      url: " + web("/wrong-domain/") + "\n      websocket_path: /xmpp-websocket\n",
                "3s");
   ASSERT_FALSE(r.outcome.ok);
   EXPECT_EQ(r.outcome.reason, Reason::protocol);
@@ -146,8 +171,9 @@ TEST_F(JitsiTest, DomainProsodyDoesNotServeFailsBoshAndWebsocket) {
                   "down: bosh, websocket; bosh: the connection manager terminated the session "
                   "(improper-addressing: the server does not serve XMPP domain \"wrong.example\")"))
       << r.outcome.message;
-  EXPECT_TRUE(has(r.outcome.message,
-                  "websocket: open: stream error host-unknown: This server does not serve wrong.example"))
+  EXPECT_TRUE(
+      has(r.outcome.message,
+          "websocket: open: stream error host-unknown: This server does not serve wrong.example"))
       << r.outcome.message;
 }
 
@@ -159,18 +185,21 @@ TEST_F(JitsiTest, ConfigJsNamingAnotherDomainIsAnAssertion) {
   ASSERT_FALSE(r.outcome.ok);
   EXPECT_EQ(r.outcome.reason, Reason::assertion);
   EXPECT_EQ(r.outcome.message,
-            "down: config; config: config.js names XMPP domain \"wrong.example\", expected \"meet.jitsi\"");
+            "down: config; config: config.js names XMPP domain \"wrong.example\", expected "
+            "\"meet.jitsi\"");
   EXPECT_EQ(up(r, "config"), 0);
   EXPECT_EQ(up(r, "bosh"), 1);
   EXPECT_EQ(up(r, "websocket"), 1);
 }
 
 TEST_F(JitsiTest, ProsodyStoppedFailsWithConnect) {
-  const std::string direct = "      url: " + web("/jitsi/") + "\n      xmpp_domain: meet.jitsi\n      bosh_path: " +
-                             prosody_->get("BOSH_URL") + "\n      websocket_path: " +
-                             prosody_->get("WEBSOCKET_URL") + "\n";
-  const std::string proxied = "      url: " + web("/jitsi/") +
-                              "\n      xmpp_domain: meet.jitsi\n      websocket_path: /xmpp-websocket\n";
+  const std::string direct =
+      "      url: " + web("/jitsi/") +
+      "\n      xmpp_domain: meet.jitsi\n      bosh_path: " + prosody_->get("BOSH_URL") +
+      "\n      websocket_path: " + prosody_->get("WEBSOCKET_URL") + "\n";
+  const std::string proxied =
+      "      url: " + web("/jitsi/") +
+      "\n      xmpp_domain: meet.jitsi\n      websocket_path: /xmpp-websocket\n";
   prosody_->stop();
   auto r = run(direct);
   auto behind = run(proxied);
@@ -182,7 +211,8 @@ TEST_F(JitsiTest, ProsodyStoppedFailsWithConnect) {
   EXPECT_EQ(up(r, "bosh"), 0);
   EXPECT_EQ(up(r, "websocket"), 0);
   EXPECT_TRUE(has(r.outcome.message, "down: bosh, websocket; bosh: ")) << r.outcome.message;
-  EXPECT_TRUE(has(r.outcome.message, "websocket: connect: cannot connect to 127.0.0.1:" + prosody_->get("PORT")))
+  EXPECT_TRUE(has(r.outcome.message,
+                  "websocket: connect: cannot connect to 127.0.0.1:" + prosody_->get("PORT")))
       << r.outcome.message;
 
   // Behind the frontend the proxy answers 502: an HTTP error where BOSH was expected is protocol.
@@ -190,9 +220,10 @@ TEST_F(JitsiTest, ProsodyStoppedFailsWithConnect) {
   EXPECT_EQ(behind.outcome.reason, Reason::protocol) << behind.outcome.message;
   EXPECT_TRUE(has(behind.outcome.message, "bosh: HTTP status 502 from " + web("/http-bind")))
       << behind.outcome.message;
-  EXPECT_TRUE(has(behind.outcome.message,
-                  "websocket: upgrade: the server refused the WebSocket upgrade of ws://127.0.0.1:" +
-                      nginx_->get("PORT") + "/xmpp-websocket with HTTP status 502"))
+  EXPECT_TRUE(
+      has(behind.outcome.message,
+          "websocket: upgrade: the server refused the WebSocket upgrade of ws://127.0.0.1:" +
+              nginx_->get("PORT") + "/xmpp-websocket with HTTP status 502"))
       << behind.outcome.message;
 
   // And once Prosody is back, so is the check.
@@ -203,11 +234,14 @@ TEST_F(JitsiTest, ProsodyStoppedFailsWithConnect) {
 TEST_F(JitsiTest, WebsocketAgainstHungAndGarbageServers) {
   HungServer hang(HungMode::accept_and_hang);
   HungServer junk(HungMode::garbage, "SSH-2.0-OpenSSH_9.2\r\n");
-  const auto base = "      url: " + web("/jitsi/") + "\n      xmpp_domain: meet.jitsi\n      bosh_path: \"\"\n";
+  const auto base =
+      "      url: " + web("/jitsi/") + "\n      xmpp_domain: meet.jitsi\n      bosh_path: \"\"\n";
 
   const auto start = std::chrono::steady_clock::now();
-  auto hung = run(base + "      websocket_path: ws://" + hang.address() + "/xmpp-websocket\n", "1s");
-  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  auto hung =
+      run(base + "      websocket_path: ws://" + hang.address() + "/xmpp-websocket\n", "1s");
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ASSERT_FALSE(hung.outcome.ok);
   EXPECT_EQ(hung.outcome.reason, Reason::timeout) << hung.outcome.message;
   EXPECT_EQ(hung.outcome.message,
@@ -215,33 +249,39 @@ TEST_F(JitsiTest, WebsocketAgainstHungAndGarbageServers) {
                 "/xmpp-websocket: no answer before the deadline");
   EXPECT_LT(took, 1.5);  // the deadline holds: the worker is not kept past it
 
-  auto garbage = run(base + "      websocket_path: ws://" + junk.address() + "/xmpp-websocket\n", "1s");
+  auto garbage =
+      run(base + "      websocket_path: ws://" + junk.address() + "/xmpp-websocket\n", "1s");
   ASSERT_FALSE(garbage.outcome.ok);
   EXPECT_EQ(garbage.outcome.reason, Reason::protocol) << garbage.outcome.message;
-  EXPECT_TRUE(has(garbage.outcome.message, "websocket: upgrade: WebSocket upgrade of ws://" + junk.address()))
+  EXPECT_TRUE(has(garbage.outcome.message,
+                  "websocket: upgrade: WebSocket upgrade of ws://" + junk.address()))
       << garbage.outcome.message;
 }
 
 TEST_F(JitsiTest, WebsocketToAPlainHttpPageIsProtocol) {
   // nginx answers the upgrade request to a normal page with 200, not 101.
-  auto r = run("      url: " + web("/jitsi/") +
-               "\n      xmpp_domain: meet.jitsi\n      bosh_path: \"\"\n      websocket_path: /ok\n");
+  auto r =
+      run("      url: " + web("/jitsi/") +
+          "\n      xmpp_domain: meet.jitsi\n      bosh_path: \"\"\n      websocket_path: /ok\n");
   ASSERT_FALSE(r.outcome.ok);
   EXPECT_EQ(r.outcome.reason, Reason::protocol);
-  EXPECT_TRUE(has(r.outcome.message, "websocket: upgrade: the server refused the WebSocket upgrade of ws://"))
+  EXPECT_TRUE(has(r.outcome.message,
+                  "websocket: upgrade: the server refused the WebSocket upgrade of ws://"))
       << r.outcome.message;
   EXPECT_TRUE(has(r.outcome.message, "/ok with HTTP status 200")) << r.outcome.message;
 }
 
 TEST_F(JitsiTest, BoshPathThatIsNotBoshIsProtocol) {
   // nginx answers a POST to /json with its JSON (not XML), and to a static file with 405.
-  auto not_xml = run("      url: " + web("/jitsi/") + "\n      xmpp_domain: meet.jitsi\n      bosh_path: /json\n");
+  auto not_xml = run("      url: " + web("/jitsi/") +
+                     "\n      xmpp_domain: meet.jitsi\n      bosh_path: /json\n");
   ASSERT_FALSE(not_xml.outcome.ok);
   EXPECT_EQ(not_xml.outcome.reason, Reason::protocol);
   EXPECT_EQ(not_xml.outcome.message,
             "down: bosh; bosh: not a BOSH body: malformed XML at line 1, column 0: not well-formed "
             "(invalid token)");
-  auto bad_status = run("      url: " + web("/jitsi/") + "\n      xmpp_domain: meet.jitsi\n      bosh_path: /jitsi/\n");
+  auto bad_status = run("      url: " + web("/jitsi/") +
+                        "\n      xmpp_domain: meet.jitsi\n      bosh_path: /jitsi/\n");
   ASSERT_FALSE(bad_status.outcome.ok);
   EXPECT_EQ(bad_status.outcome.reason, Reason::protocol);
   EXPECT_EQ(bad_status.outcome.message, "down: bosh; bosh: HTTP status 405 from " + web("/jitsi/"));
@@ -250,8 +290,11 @@ TEST_F(JitsiTest, BoshPathThatIsNotBoshIsProtocol) {
 // ---- STUN (coturn) -------------------------------------------------------------------------
 
 TEST_F(JitsiTest, StunAgainstCoturn) {
-  auto r = run("      url: " + web("/jitsi/") + "\n      xmpp_domain: meet.jitsi\n      bosh_path: \"\"\n"
-               "      stun: \"" + stun() + "\"\n", "2s", true);
+  auto r = run("      url: " + web("/jitsi/") +
+                   "\n      xmpp_domain: meet.jitsi\n      bosh_path: \"\"\n"
+                   "      stun: \"" +
+                   stun() + "\"\n",
+               "2s", true);
   ASSERT_TRUE(r.outcome.ok) << r.outcome.message << "\n" << r.trace;
   EXPECT_EQ(up(r, "stun"), 1);
   EXPECT_LT(seconds(r, "stun"), 1);
@@ -262,9 +305,13 @@ TEST_F(JitsiTest, StunAgainstCoturn) {
 TEST_F(JitsiTest, StunSilentServerTimesOut) {
   UdpGarbageServer silent("");  // swallows every request
   const auto start = std::chrono::steady_clock::now();
-  auto r = run("      url: " + web("/jitsi/") + "\n      xmpp_domain: meet.jitsi\n      bosh_path: \"\"\n"
-               "      stun: \"" + silent.address() + "\"\n", "1s");
-  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  auto r = run("      url: " + web("/jitsi/") +
+                   "\n      xmpp_domain: meet.jitsi\n      bosh_path: \"\"\n"
+                   "      stun: \"" +
+                   silent.address() + "\"\n",
+               "1s");
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ASSERT_FALSE(r.outcome.ok);
   EXPECT_EQ(r.outcome.reason, Reason::timeout);
   EXPECT_EQ(up(r, "stun"), 0);
@@ -282,22 +329,31 @@ TEST_F(JitsiTest, StunNothingListeningIsRefused) {
   // the same outage is a timeout; see StunSilentServerTimesOut.)
   const int port = free_port();
   const auto start = std::chrono::steady_clock::now();
-  auto r = run("      url: " + web("/jitsi/") + "\n      xmpp_domain: meet.jitsi\n      bosh_path: \"\"\n"
-               "      stun: \"127.0.0.1:" + std::to_string(port) + "\"\n", "1s");
-  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  auto r = run("      url: " + web("/jitsi/") +
+                   "\n      xmpp_domain: meet.jitsi\n      bosh_path: \"\"\n"
+                   "      stun: \"127.0.0.1:" +
+                   std::to_string(port) + "\"\n",
+               "1s");
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ASSERT_FALSE(r.outcome.ok);
   EXPECT_EQ(r.outcome.reason, Reason::connect) << r.outcome.message;
-  EXPECT_TRUE(has(r.outcome.message, "connection refused (ICMP port unreachable)")) << r.outcome.message;
+  EXPECT_TRUE(has(r.outcome.message, "connection refused (ICMP port unreachable)"))
+      << r.outcome.message;
   EXPECT_LT(took, 0.9);
 }
 
 TEST_F(JitsiTest, StunGarbageIsProtocol) {
   UdpGarbageServer junk("HTTP/1.1 400 Bad Request\r\n\r\n");
-  auto r = run("      url: " + web("/jitsi/") + "\n      xmpp_domain: meet.jitsi\n      bosh_path: \"\"\n"
-               "      stun: \"" + junk.address() + "\"\n", "1s");
+  auto r = run("      url: " + web("/jitsi/") +
+                   "\n      xmpp_domain: meet.jitsi\n      bosh_path: \"\"\n"
+                   "      stun: \"" +
+                   junk.address() + "\"\n",
+               "1s");
   ASSERT_FALSE(r.outcome.ok);
   EXPECT_EQ(r.outcome.reason, Reason::protocol);
-  EXPECT_TRUE(has(r.outcome.message, "down: stun; stun: " + junk.address() + " answered with not_stun"))
+  EXPECT_TRUE(
+      has(r.outcome.message, "down: stun; stun: " + junk.address() + " answered with not_stun"))
       << r.outcome.message;
   EXPECT_EQ(up(r, "stun"), 0);
 }
@@ -319,7 +375,8 @@ TEST_F(JitsiTest, MissingConfigJsLeavesXmppUnchecked) {
   auto r = run("      url: " + web("/status/") + "\n      websocket_path: /xmpp-websocket\n");
   ASSERT_FALSE(r.outcome.ok);
   EXPECT_EQ(r.outcome.reason, Reason::http_status);
-  EXPECT_TRUE(has(r.outcome.message, "down: web, config; web: HTTP status 404 from " + web("/status/")))
+  EXPECT_TRUE(
+      has(r.outcome.message, "down: web, config; web: HTTP status 404 from " + web("/status/")))
       << r.outcome.message;
   EXPECT_TRUE(has(r.outcome.message,
                   "bosh (not checked: config.js failed and xmpp_domain is not set); websocket (not "
@@ -330,13 +387,16 @@ TEST_F(JitsiTest, MissingConfigJsLeavesXmppUnchecked) {
 }
 
 TEST_F(JitsiTest, JicofoAndJvbHealth) {
-  auto r = run("      url: " + web("/jitsi/") + "\n      xmpp_domain: meet.jitsi\n      bosh_path: \"\"\n"
-               "      jicofo_health_url: " + web("/jicofo-starting/about/health") +
+  auto r = run("      url: " + web("/jitsi/") +
+               "\n      xmpp_domain: meet.jitsi\n      bosh_path: \"\"\n"
+               "      jicofo_health_url: " +
+               web("/jicofo-starting/about/health") +
                "\n      jvb_health_url: " + web("/jvb-unhealthy/about/health") + "\n");
   ASSERT_FALSE(r.outcome.ok);
   EXPECT_EQ(r.outcome.reason, Reason::http_status);
   EXPECT_EQ(r.outcome.message, "down: jicofo, jvb; jicofo: HTTP status 503 from " +
-                                   web("/jicofo-starting/about/health") + "; jvb: HTTP status 500 from " +
+                                   web("/jicofo-starting/about/health") +
+                                   "; jvb: HTTP status 500 from " +
                                    web("/jvb-unhealthy/about/health"));
   EXPECT_EQ(up(r, "jicofo"), 0);
   EXPECT_EQ(up(r, "jvb"), 0);
@@ -349,17 +409,22 @@ TEST_F(JitsiTest, CombinedFailureNamesEveryDownComponentInOrder) {
   UdpGarbageServer silent("");
   HungServer hang(HungMode::accept_and_hang);
   const auto start = std::chrono::steady_clock::now();
-  auto r = run("      url: " + web("/jitsi/") +
-                   "\n      xmpp_domain: meet.jitsi\n      websocket_path: /xmpp-websocket\n"
-                   "      jicofo_health_url: http://" + hang.address() + "/about/health\n"
-                   "      jvb_health_url: " + web("/jvb-unhealthy/about/health") +
-                   "\n      stun: \"" + silent.address() + "\"\n",
-               "1s");
-  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  auto r =
+      run("      url: " + web("/jitsi/") +
+              "\n      xmpp_domain: meet.jitsi\n      websocket_path: /xmpp-websocket\n"
+              "      jicofo_health_url: http://" +
+              hang.address() +
+              "/about/health\n"
+              "      jvb_health_url: " +
+              web("/jvb-unhealthy/about/health") + "\n      stun: \"" + silent.address() + "\"\n",
+          "1s");
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ASSERT_FALSE(r.outcome.ok);
   // jicofo (timeout) comes before jvb (http_status) and stun (timeout) in the fixed order.
   EXPECT_EQ(r.outcome.reason, Reason::timeout);
-  EXPECT_TRUE(r.outcome.message.starts_with("down: jicofo, jvb, stun; jicofo: ")) << r.outcome.message;
+  EXPECT_TRUE(r.outcome.message.starts_with("down: jicofo, jvb, stun; jicofo: "))
+      << r.outcome.message;
   EXPECT_TRUE(has(r.outcome.message, "; jvb: HTTP status 500 from ")) << r.outcome.message;
   EXPECT_TRUE(has(r.outcome.message, "; stun: no STUN answer from ")) << r.outcome.message;
   for (const char* c : {"web", "config", "bosh", "websocket"}) EXPECT_EQ(up(r, c), 1) << c;
@@ -370,7 +435,8 @@ TEST_F(JitsiTest, CombinedFailureNamesEveryDownComponentInOrder) {
 
 TEST_F(JitsiTest, UnreachableFrontend) {
   const int port = free_port();
-  auto r = run("      url: http://127.0.0.1:" + std::to_string(port) + "/\n      xmpp_domain: meet.jitsi\n"
+  auto r = run("      url: http://127.0.0.1:" + std::to_string(port) +
+               "/\n      xmpp_domain: meet.jitsi\n"
                "      bosh_path: \"\"\n");
   ASSERT_FALSE(r.outcome.ok);
   EXPECT_EQ(r.outcome.reason, Reason::connect);

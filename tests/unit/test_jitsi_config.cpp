@@ -114,42 +114,53 @@ TEST(JitsiConfig, HttpsFrontendMeansWss) {
 }
 
 TEST(JitsiConfig, EmptyBoshPathTurnsBoshOff) {
-  auto cfg = load("      url: http://meet\n      bosh_path: \"\"\n      websocket_path: /xmpp-websocket\n");
+  auto cfg = load(
+      "      url: http://meet\n      bosh_path: \"\"\n      websocket_path: /xmpp-websocket\n");
   const JitsiSpec& s = spec_of(*cfg);
   EXPECT_FALSE(s.checks(JitsiComponent::bosh));
   EXPECT_TRUE(s.checks(JitsiComponent::websocket));
 }
 
 TEST(JitsiConfig, UrlIsRequired) {
-  EXPECT_EQ(errors_of("      xmpp_domain: meet.jitsi\n"), "agent.yml:5:7: probes[0].jitsi.url: required");
+  EXPECT_EQ(errors_of("      xmpp_domain: meet.jitsi\n"),
+            "agent.yml:5:7: probes[0].jitsi.url: required");
   EXPECT_EQ(errors_of("      url: ftp://meet\n"),
-            "agent.yml:5:12: probes[0].jitsi.url: URL \"ftp://meet/\" must start with http:// or https://");
+            "agent.yml:5:12: probes[0].jitsi.url: URL \"ftp://meet/\" must start with http:// or "
+            "https://");
 }
 
 TEST(JitsiConfig, ExactErrors) {
-  EXPECT_EQ(errors_of("      url: http://meet\n      xmpp_domain: \"meet jitsi\"\n"),
-            "agent.yml:6:20: probes[0].jitsi.xmpp_domain: must be a host name such as meet.jitsi, got "
-            "\"meet jitsi\"");
-  EXPECT_EQ(errors_of("      url: http://meet\n      bosh_path: http-bind\n"),
-            "agent.yml:6:18: probes[0].jitsi.bosh_path: must be a path starting with \"/\" or a URL "
-            "starting with http://, https://, got \"http-bind\"");
-  EXPECT_EQ(errors_of("      url: http://meet\n      websocket_path: ftp://meet/ws\n"),
-            "agent.yml:6:23: probes[0].jitsi.websocket_path: must be a path starting with \"/\" or a "
-            "URL starting with ws://, wss://, http://, https://, got \"ftp://meet/ws\"");
-  EXPECT_EQ(errors_of("      url: http://meet\n      websocket_path: \"\"\n"),
-            "agent.yml:6:23: probes[0].jitsi.websocket_path: must not be empty (leave it out to skip "
-            "the WebSocket check)");
-  EXPECT_EQ(errors_of("      url: http://meet\n      stun: stun.example.org\n"),
-            "agent.yml:6:13: probes[0].jitsi.stun: must be host:port (or [v6]:port) of a STUN server "
-            "(UDP), got \"stun.example.org\"");
-  EXPECT_EQ(errors_of("      url: http://meet\n      stun: \"stun:3478:1\"\n"),
-            "agent.yml:6:13: probes[0].jitsi.stun: must be host:port (or [v6]:port) of a STUN server "
-            "(UDP), got \"stun:3478:1\"");
-  EXPECT_EQ(errors_of("      url: http://meet\n      jvb_health_url: jvb:8080/about/health\n"),
-            "agent.yml:6:23: probes[0].jitsi.jvb_health_url: invalid URL \"jvb:8080/about/health\"");
-  EXPECT_EQ(errors_of("      url: http://meet\n      jicofo_health_url: ftp://jicofo/about/health\n"),
-            "agent.yml:6:26: probes[0].jitsi.jicofo_health_url: URL \"ftp://jicofo/about/health\" must "
-            "start with http:// or https://");
+  EXPECT_EQ(
+      errors_of("      url: http://meet\n      xmpp_domain: \"meet jitsi\"\n"),
+      "agent.yml:6:20: probes[0].jitsi.xmpp_domain: must be a host name such as meet.jitsi, got "
+      "\"meet jitsi\"");
+  EXPECT_EQ(
+      errors_of("      url: http://meet\n      bosh_path: http-bind\n"),
+      "agent.yml:6:18: probes[0].jitsi.bosh_path: must be a path starting with \"/\" or a URL "
+      "starting with http://, https://, got \"http-bind\"");
+  EXPECT_EQ(
+      errors_of("      url: http://meet\n      websocket_path: ftp://meet/ws\n"),
+      "agent.yml:6:23: probes[0].jitsi.websocket_path: must be a path starting with \"/\" or a "
+      "URL starting with ws://, wss://, http://, https://, got \"ftp://meet/ws\"");
+  EXPECT_EQ(
+      errors_of("      url: http://meet\n      websocket_path: \"\"\n"),
+      "agent.yml:6:23: probes[0].jitsi.websocket_path: must not be empty (leave it out to skip "
+      "the WebSocket check)");
+  EXPECT_EQ(
+      errors_of("      url: http://meet\n      stun: stun.example.org\n"),
+      "agent.yml:6:13: probes[0].jitsi.stun: must be host:port (or [v6]:port) of a STUN server "
+      "(UDP), got \"stun.example.org\"");
+  EXPECT_EQ(
+      errors_of("      url: http://meet\n      stun: \"stun:3478:1\"\n"),
+      "agent.yml:6:13: probes[0].jitsi.stun: must be host:port (or [v6]:port) of a STUN server "
+      "(UDP), got \"stun:3478:1\"");
+  EXPECT_EQ(
+      errors_of("      url: http://meet\n      jvb_health_url: jvb:8080/about/health\n"),
+      "agent.yml:6:23: probes[0].jitsi.jvb_health_url: invalid URL \"jvb:8080/about/health\"");
+  EXPECT_EQ(
+      errors_of("      url: http://meet\n      jicofo_health_url: ftp://jicofo/about/health\n"),
+      "agent.yml:6:26: probes[0].jitsi.jicofo_health_url: URL \"ftp://jicofo/about/health\" must "
+      "start with http:// or https://");
   EXPECT_EQ(errors_of("      url: http://meet\n      jvb: http://jvb:8080\n"),
             "agent.yml:6:7: probes[0].jitsi.jvb: unknown key");
 }
@@ -181,7 +192,8 @@ config.websocket = 'wss://meet.example.org/' + subdir + 'xmpp-websocket';
 
 TEST(ConfigJs, JitsiMeetTemplateShape) {
   // jitsi-meet's own config.js: an object literal, commented-out keys, URLs with "//".
-  const auto info = parse_config_js(R"js(/* eslint-disable comma-dangle, no-unused-vars, no-var, prefer-template */
+  const auto info = parse_config_js(
+      R"js(/* eslint-disable comma-dangle, no-unused-vars, no-var, prefer-template */
 var subdir = '<!--# echo var="subdir" default="" -->';
 var config = {
     hosts: {
@@ -206,13 +218,15 @@ var config = {
 TEST(ConfigJs, QuotedKeysAndBracketAccess) {
   EXPECT_EQ(parse_config_js(R"({"hosts": {"muc": "muc.x", "domain": "json.example"}})").domain,
             "json.example");
-  EXPECT_EQ(parse_config_js("config.hosts['domain'] = \"bracket.example\";").domain, "bracket.example");
+  EXPECT_EQ(parse_config_js("config.hosts['domain'] = \"bracket.example\";").domain,
+            "bracket.example");
   EXPECT_EQ(parse_config_js("config.hosts = { domain: `tpl.example` };").domain, "tpl.example");
 }
 
 TEST(ConfigJs, LastAssignmentWins) {
   const auto info = parse_config_js(
-      "var config = { hosts: { domain: 'first.example' } };\nconfig.hosts.domain = 'second.example';\n");
+      "var config = { hosts: { domain: 'first.example' } };\nconfig.hosts.domain = "
+      "'second.example';\n");
   EXPECT_EQ(info.domain, "second.example");
 }
 
@@ -256,8 +270,8 @@ TEST(ConfigJs, HostileInputIsBounded) {
 TEST(ConfigJs, HostNames) {
   for (const char* good : {"meet.jitsi", "localhost", "a-b.example.org", "x1.y2", "MEET.Example"})
     EXPECT_TRUE(is_host_name(good)) << good;
-  for (const char* bad : {"", ".", "a..b", ".a", "a.", "-a", "a-", "a b", "a_b", "a/b", "a:1",
-                          "{{ $X }}"})
+  for (const char* bad :
+       {"", ".", "a..b", ".a", "a.", "-a", "a-", "a b", "a_b", "a/b", "a:1", "{{ $X }}"})
     EXPECT_FALSE(is_host_name(bad)) << bad;
   EXPECT_TRUE(is_host_name(std::string(63, 'a') + ".b"));
   EXPECT_FALSE(is_host_name(std::string(64, 'a') + ".b"));
@@ -268,7 +282,8 @@ TEST(ConfigJs, HostNames) {
 TEST(JitsiEndpoints, ConfigJsBesideTheFrontend) {
   EXPECT_EQ(config_js_url("https://meet.example.org"), "https://meet.example.org/config.js");
   EXPECT_EQ(config_js_url("https://meet.example.org/"), "https://meet.example.org/config.js");
-  EXPECT_EQ(config_js_url("http://127.0.0.1:8000/tenant//"), "http://127.0.0.1:8000/tenant/config.js");
+  EXPECT_EQ(config_js_url("http://127.0.0.1:8000/tenant//"),
+            "http://127.0.0.1:8000/tenant/config.js");
   EXPECT_EQ(config_js_url("http://meet/room?x=1#f"), "http://meet/room/config.js");
 }
 
@@ -282,7 +297,8 @@ TEST(JitsiEndpoints, PathsOnTheOrigin) {
             "https://xmpp:5281/http-bind");
   EXPECT_FALSE(on_origin("http://meet/", "xmpp:5280/http-bind", {"http", "https"}, error));
   EXPECT_FALSE(on_origin("http://meet/", "ws://", {"ws"}, error));
-  EXPECT_EQ(error, "must be a path starting with \"/\" or a URL starting with ws://, got \"ws://\"");
+  EXPECT_EQ(error,
+            "must be a path starting with \"/\" or a URL starting with ws://, got \"ws://\"");
 }
 
 TEST(JitsiEndpoints, WebSocketUrls) {
