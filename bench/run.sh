@@ -14,8 +14,10 @@
 # delta of the pes_agent_schedule_lag_seconds histogram over the window), VmRSS/VmHWM and the
 # median wall and CPU time of a /metrics scrape (at most --scrapes, and no more than 30 s of them).
 # Results: OUT/results.md (markdown tables) and OUT/results.tsv.
-# --nice N runs nginx and every contender at nice level N (e.g. -10, as root): on a machine shared
-# with other work this approximates having the cores to themselves; all contenders get the same.
+# --nice N runs nginx and every contender in its own session at nice level N, and gives that
+# session's scheduler autogroup the same nice level (with kernel.sched_autogroup_enabled=1 a plain
+# nice only ranks threads within one session). N < 0 needs root. On a machine shared with other
+# work this approximates having the cores to themselves; every contender gets the same treatment.
 # --perf S profiles the agent with `perf record -e cpu-clock` for S more seconds after its
 # measurements (outside the window) into OUT/nN/agent.perf.txt.
 # AGENT=path with --no-build measures another agent binary.
@@ -57,8 +59,29 @@ OUT="$(cd "$OUT" && pwd)"
 # One run's deadline, the same for every contender: 5 s, or half the interval if that is shorter.
 TIMEOUT_MS=$((INTERVAL * 500 < 5000 ? INTERVAL * 500 : 5000))
 
-# The contenders run under `nice -n $NICE` (a no-op at 0).
-run_niced() { exec nice -n "$NICE" "$@"; }
+# run_niced CMD...: exec CMD, with --nice in a session of its own (call it as `run_niced ... &`;
+# a background subshell is no group leader, so setsid does not fork and $! stays CMD's PID).
+run_niced() {
+  if [ "$NICE" = 0 ]; then exec "$@"; fi
+  exec setsid nice -n "$NICE" "$@"
+}
+# boost PID: once PID leads its own session, set the nice level of its autogroup too.
+boost() {
+  local pid="$1" i stat
+  local -a f
+  [ "$NICE" = 0 ] && return 0
+  for ((i = 0; i < 250; i++)); do
+    read -r stat <"/proc/$pid/stat" 2>/dev/null || return 0
+    read -ra f <<<"${stat##*) }"
+    if [ "${f[3]}" = "$pid" ]; then
+      [ -w "/proc/$pid/autogroup" ] && echo "$NICE" >"/proc/$pid/autogroup" 2>/dev/null && return 0
+      log "warning: could not set the autogroup nice level of $pid"
+      return 0
+    fi
+    sleep 0.02
+  done
+  log "warning: $pid did not lead its own session; only its nice level is set"
+}
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -246,6 +269,7 @@ NGINX_ENV="$("$ROOT/tests/fixtures/nginx.sh" start "$NGINX_DIR" WORKER_CONNECTIO
 NGINX_PORT="$(sed -n 's/^PORT=//p' <<<"$NGINX_ENV")"
 if [ "$NICE" != 0 ]; then
   renice -n "$NICE" -g "$(sed -n 's/^PID=//p' <<<"$NGINX_ENV")" >/dev/null || die "renice of nginx failed"
+  boost "$(sed -n 's/^PID=//p' <<<"$NGINX_ENV")"
 fi
 BASE="http://127.0.0.1:$NGINX_PORT/ok"
 log "nginx on port $NGINX_PORT; cpus=$(nproc) loadavg=$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -256,6 +280,7 @@ run_floor() {
   run_niced "$FLOOR" --urls "$dir/urls.txt" --interval-ms $((INTERVAL * 1000)) --timeout-ms "$TIMEOUT_MS" \
     --stats "$dir/floor.stats" >"$dir/floor.log" 2>&1 &
   pid=$!
+  boost "$pid"
   PIDS+=("$pid")
   sleep "$WARMUP"
   kill -0 "$pid" 2>/dev/null || die "curl_floor died, see $dir/floor.log"
@@ -289,6 +314,7 @@ run_agent() {
   run_niced "$AGENT" --config.file="$dir/agent.yml" --web.listen-address="127.0.0.1:$port" --log.level=warn \
     >"$dir/agent.log" 2>&1 &
   pid=$!
+  boost "$pid"
   PIDS+=("$pid")
   wait_http "$url/-/ready" 120 "$pid" || die "agent did not become ready: $(tail -3 "$dir/agent.log")"
   sleep "$WARMUP"
@@ -367,6 +393,7 @@ run_blackbox() {
   run_niced "$BLACKBOX" --config.file="$dir/blackbox.yml" --web.listen-address="127.0.0.1:$port" \
     --log.level=warn >"$dir/blackbox.log" 2>&1 &
   bpid=$!
+  boost "$bpid"
   PIDS+=("$bpid")
   wait_http "http://127.0.0.1:$port/-/healthy" 30 "$bpid" || die "blackbox_exporter did not start, see $dir/blackbox.log"
   sed "s|@BBPORT@|$port|" "$dir/blackbox_urls.in" >"$dir/blackbox_urls.txt"
@@ -374,6 +401,7 @@ run_blackbox() {
     --timeout-ms $((TIMEOUT_MS + 1000)) --expect "probe_success 1" --stats "$dir/driver.stats" \
     >"$dir/driver.log" 2>&1 &
   dpid=$!
+  boost "$dpid"
   PIDS+=("$dpid")
   sleep "$WARMUP"
   kill -0 "$dpid" 2>/dev/null || die "the blackbox driver died, see $dir/driver.log"
@@ -444,7 +472,7 @@ done
 {
   echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)),"
   echo "interval ${INTERVAL}s, timeout ${TIMEOUT_MS}ms, warm-up ${WARMUP}s, window ${WINDOW}s, $((SECONDS - STARTED)) s in all;"
-  echo "nice level of nginx and the contenders: $NICE;"
+  echo "nice level of nginx and the contenders: $NICE; agent binary $AGENT built $(date -u -r "$AGENT" +%Y-%m-%dT%H:%MZ);"
   echo "source $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- agent probes 2>/dev/null || echo ' + uncommitted changes in agent/ or probes/')."
   echo
   echo "| targets | contender | probes/s | failed | CPU µs/probe (user share) | × floor | p99 lag | runs started ≤ 100 ms late | RSS MB (peak) | /metrics: median wall (CPU), size | machine busy | loadavg |"
