@@ -72,9 +72,49 @@ nlohmann::json yaml_to_json(const YAML::Node& node) {
   return s;
 }
 
+namespace {
+
+// Compact JSON of `v` (as dump(-1) writes it), stopping once `out` is longer than `limit`. Each
+// nesting level writes a bracket first, so the recursion is at most `limit` deep: a body nested
+// 100000 deep no longer overflows the stack the way a full dump() does.
+void dump_prefix(const nlohmann::json& v, std::string& out, size_t limit) {
+  constexpr auto kReplace = nlohmann::json::error_handler_t::replace;
+  if (out.size() > limit) return;
+  if (v.is_array()) {
+    out += '[';
+    for (size_t i = 0; i < v.size() && out.size() <= limit; ++i) {
+      if (i) out += ',';
+      dump_prefix(v[i], out, limit);
+    }
+    out += ']';
+  } else if (v.is_object()) {
+    out += '{';
+    bool first = true;
+    for (auto it = v.begin(); it != v.end() && out.size() <= limit; ++it) {
+      if (!first) out += ',';
+      first = false;
+      out += nlohmann::json(it.key()).dump(-1, ' ', false, kReplace);
+      out += ':';
+      dump_prefix(it.value(), out, limit);
+    }
+    out += '}';
+  } else {
+    out += v.dump(-1, ' ', false, kReplace);
+  }
+}
+
+}  // namespace
+
 std::string json_brief(const nlohmann::json& v) {
-  std::string s = v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  if (s.size() > 80) s = s.substr(0, 77) + "...";
+  std::string s;
+  dump_prefix(v, s, 80);
+  if (s.size() > 80) {
+    // Cut at 77 bytes, but never inside a UTF-8 sequence (messages end up in JSON output).
+    size_t cut = 77;
+    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+    s.resize(cut);
+    s += "...";
+  }
   return s;
 }
 
