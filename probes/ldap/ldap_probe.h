@@ -19,7 +19,10 @@ struct LdapSearchSpec {
 };
 
 struct LdapSpec {
-  std::string url;  // ldap://host:port or ldaps://host:port
+  std::string url;   // ldap://host:port or ldaps://host:port
+  std::string host;  // from url
+  int port = 389;    // from url; 389 for ldap://, 636 for ldaps:// when absent
+  bool ldaps = false;
   bool start_tls = false;
   std::string bind_dn;   // empty: anonymous bind
   std::string password;  // secret
@@ -42,13 +45,16 @@ class LdapProbe : public Probe {
   std::shared_ptr<const LdapSpec> spec_;
 };
 
-// Runs one check synchronously on the calling thread; every libldap call is bounded by `deadline`.
+// Runs one check synchronously on the calling thread; every step is bounded by `deadline`. The
+// probe connects and does TLS itself (OpenSSL, poll() with the deadline) and hands libldap the
+// connected socket with a TLS layer on it: libldap's own TLS (GnuTLS on Debian) busy-loops during
+// the handshake with a server that never answers, ignoring its network timeout.
 Outcome run_ldap(const LdapSpec& spec, Clock::time_point deadline, Trace& trace);
 
 // The step of a run, for classifying a libldap result code.
 enum class LdapStep { start_tls, bind, search };
 // The failure reason for libldap result code `rc` (non-zero) in `step`; `tls` says whether TLS was
-// being set up on the connection at that step (ldaps:// connect, StartTLS).
+// being set up on the connection at that step.
 Reason classify_ldap_result(int rc, LdapStep step, bool tls);
 
 }  // namespace pes

@@ -26,7 +26,8 @@ struct PostgresSpec {
 
 class PostgresProbe : public Probe {
  public:
-  explicit PostgresProbe(PostgresSpec spec) : spec_(std::make_shared<const PostgresSpec>(std::move(spec))) {}
+  explicit PostgresProbe(PostgresSpec spec)
+      : spec_(std::make_shared<const PostgresSpec>(std::move(spec))) {}
   void run(RunContextPtr ctx, Done done) override;
   std::string target() const override;
   static std::unique_ptr<Probe> parse(Section& s);
