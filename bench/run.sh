@@ -100,6 +100,9 @@ if [ "$DO_BUILD" = 1 ]; then
     -DPES_WERROR=OFF >"$OUT/cmake.log" 2>&1 || die "cmake failed, see $OUT/cmake.log"
   ninja -C "$BUILD" -j2 pes-agent >"$OUT/build.log" 2>&1 || die "build failed, see $OUT/build.log"
   mkdir -p "$BUILD/bench"
+  # What the binary was built from, for the summary of later --no-build runs too.
+  echo "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- agent probes 2>/dev/null || echo ' + uncommitted changes in agent/ or probes/')" \
+    >"$BUILD/bench/agent.source"
   g++ -std=c++20 -O2 -Wall -Wextra -Wpedantic -Werror "$ROOT/bench/curl_floor.cpp" -o "$FLOOR" \
     -lcurl >>"$OUT/build.log" 2>&1 || die "curl_floor build failed, see $OUT/build.log"
 fi
@@ -473,7 +476,11 @@ done
   echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)),"
   echo "interval ${INTERVAL}s, timeout ${TIMEOUT_MS}ms, warm-up ${WARMUP}s, window ${WINDOW}s, $((SECONDS - STARTED)) s in all;"
   echo "nice level of nginx and the contenders: $NICE; agent binary $AGENT built $(date -u -r "$AGENT" +%Y-%m-%dT%H:%MZ);"
-  echo "source $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- agent probes 2>/dev/null || echo ' + uncommitted changes in agent/ or probes/')."
+  if [ "$AGENT" = "$BUILD/pes-agent" ] && [ -f "$BUILD/bench/agent.source" ]; then
+    echo "agent built from $(cat "$BUILD/bench/agent.source"); repository now at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')."
+  else
+    echo "repository at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') (source of the agent binary not recorded)."
+  fi
   echo
   echo "| targets | contender | probes/s | failed | CPU µs/probe (user share) | × floor | p99 lag | runs started ≤ 100 ms late | RSS MB (peak) | /metrics: median wall (CPU), size | machine busy | loadavg |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
