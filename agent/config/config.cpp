@@ -141,13 +141,14 @@ std::shared_ptr<const Config> parse_config(const std::string& text, const std::s
       ctx.take_fingerprint();
     }
 
-    auto list = top.raw("probes");
+    bool has_probes = top.has("probes");
+    auto list = top.raw("probes", 2000000);
     ctx.take_fingerprint();
     std::map<std::string, YAML::Mark> marks;
     std::vector<std::pair<std::vector<std::string>, std::pair<YAML::Mark, std::string>>> dep_refs;
     std::map<std::string, std::pair<YAML::Mark, std::string>> dep_where;
     if (!list.IsDefined() || list.IsNull()) {
-      ctx.error(top.mark(), "probes", "required: a list of probes");
+      if (!has_probes) ctx.error(top.mark(), "probes", "required: a list of probes");
     } else if (!list.IsSequence()) {
       ctx.error(list.Mark(), "probes", "must be a list of probes");
     } else {
@@ -196,7 +197,6 @@ std::shared_ptr<const Config> parse_config(const std::string& text, const std::s
           dep_where[pc.name] = {dn.Mark(), ps.path_of("depends_on")};
           std::set<std::string> seen;
           for (const auto& d : pc.depends_on) {
-            if (d == pc.name) ps.error("depends_on", "a probe cannot depend on itself");
             if (!seen.insert(d).second) ps.error("depends_on", "\"" + d + "\" is listed twice");
           }
         }

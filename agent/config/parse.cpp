@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -89,8 +90,9 @@ std::optional<std::string> ParseContext::expand(const std::string& raw, const YA
       value = v;
     } else if (ref.rfind("file:", 0) == 0) {
       std::string file = ref.substr(5);
+      std::error_code ec;
       std::ifstream in(file, std::ios::binary);
-      if (file.empty() || !in) {
+      if (file.empty() || !in || !std::filesystem::is_regular_file(file, ec)) {
         error(mark, path, "cannot read secret file \"" + file + "\"");
         return std::nullopt;
       }
@@ -324,9 +326,36 @@ std::vector<std::pair<std::string, std::string>> Section::str_map(const std::str
 
 Section Section::sub(const std::string& key) { return Section(*ctx_, get(key), path_of(key)); }
 
-YAML::Node Section::raw(const std::string& key) {
+namespace {
+// Counts nodes up to `limit` (aliases count every time they are used, as a consumer would see them).
+bool within(const YAML::Node& n, size_t& budget, int depth) {
+  if (budget == 0 || depth > 64) return false;
+  --budget;
+  if (n.IsSequence() || n.IsMap()) {
+    for (const auto& child : n) {
+      if (n.IsMap()) {
+        if (!within(child.first, budget, depth + 1) || !within(child.second, budget, depth + 1)) return false;
+      } else if (!within(child, budget, depth + 1)) {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+}  // namespace
+
+YAML::Node Section::raw(const std::string& key, size_t max_nodes) {
   auto n = get(key);
-  if (n.IsDefined()) ctx_->fingerprint(path_of(key), YAML::Dump(n));
+  if (!n.IsDefined()) return n;
+  // Aliases can make a small file describe a huge value ("billion laughs"): refuse before use.
+  size_t budget = max_nodes;
+  if (!within(n, budget, 0)) {
+    ctx_->error(n.Mark(), path_of(key),
+                "value too large or too deeply nested (more than " + std::to_string(max_nodes) +
+                    " nodes or 64 levels; YAML aliases count each time they are used)");
+    return YAML::Node(YAML::NodeType::Undefined);
+  }
+  if (max_nodes <= 10000) ctx_->fingerprint(path_of(key), YAML::Dump(n));
   return n;
 }
 

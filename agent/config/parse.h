@@ -108,7 +108,8 @@ class Section {
   // A nested mapping; an absent key gives an empty (not present) section.
   Section sub(const std::string& key);
   // The raw node (marked known), for values with shapes of their own; undefined when absent.
-  YAML::Node raw(const std::string& key);
+  // Values larger than max_nodes (counting alias uses) are refused with an error.
+  YAML::Node raw(const std::string& key, size_t max_nodes = 10000);
   // Checks that a value is one of `choices`; reports an error naming them otherwise.
   bool one_of(const std::string& key, const std::string& value, std::initializer_list<const char*> choices);
   void error(const std::string& key, std::string message);

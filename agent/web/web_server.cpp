@@ -8,6 +8,9 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <mutex>
 #include <stdexcept>
@@ -56,28 +59,20 @@ bool base64_decode(const std::string& in, std::string& out) {
   return true;
 }
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string combined_pem(const std::string& cert, const std::string& key) {
-  std::string pem = slurp(cert);
-  if (!pem.empty() && pem.back() != '\n') pem += '\n';
-  pem += slurp(key);
-  char path[] = "/tmp/pes-agent-tls-XXXXXX";
-  int fd = mkstemp(path);  // mode 0600
-  if (fd < 0) throw std::runtime_error("cannot create a temporary file for the TLS key");
-  bool ok = write(fd, pem.data(), pem.size()) == static_cast<ssize_t>(pem.size());
+// A free loopback port for the private plaintext listener behind the TLS terminator.
+int private_port() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
+    port = ntohs(addr.sin_port);
   close(fd);
-  if (!ok) {
-    unlink(path);
-    throw std::runtime_error("cannot write the temporary TLS file");
-  }
-  return path;
+  if (port == 0) throw std::runtime_error("cannot find a free loopback port");
+  return port;
 }
 
 }  // namespace
@@ -103,28 +98,13 @@ void WebServer::set_users(std::vector<std::pair<std::string, std::string>> users
 }
 
 void WebServer::start(const std::string& listen_address, const WebConfig& web) {
-  if (!web.tls_cert_file.empty()) {
-    // Debian 12's civetweb loads libssl at run time by OpenSSL 1.1 symbol names; with OpenSSL 3
-    // SSL_get_peer_certificate is missing and every TLS connection crashes the process. Refuse
-    // rather than crash (see docs/security.md).
-    throw std::runtime_error(
-        "web.tls_cert_file: TLS on the agent's own listener is not available in this build "
-        "(Debian 12's civetweb cannot use OpenSSL 3); terminate TLS in a reverse proxy in front "
-        "of the agent and keep basic_auth_users");
-  }
   set_users(web.basic_auth_users);
-  std::string ports = listen_address;
-  if (!web.tls_cert_file.empty()) ports += "s";  // civetweb: trailing 's' = TLS port
-  std::string cert;
+  // With TLS, civetweb serves plaintext on a private loopback port and TlsTerminator owns the
+  // public address (Debian 12's civetweb cannot do TLS with OpenSSL 3: it crashes).
+  bool tls = !web.tls_cert_file.empty();
+  std::string ports = tls ? "127.0.0.1:" + std::to_string(private_port()) : listen_address;
   std::vector<const char*> opts = {"listening_ports", ports.c_str(), "num_threads", "8",
                                    "request_timeout_ms", "30000", "enable_keep_alive", "yes"};
-  if (!web.tls_cert_file.empty()) {
-    // civetweb wants certificate and key in one PEM file: join them in a private temp file that
-    // lives only until civetweb has read it.
-    cert = combined_pem(web.tls_cert_file, web.tls_key_file);
-    opts.push_back("ssl_certificate");
-    opts.push_back(cert.c_str());
-  }
   opts.push_back(nullptr);
   mg_callbacks callbacks{};
   callbacks.log_message = [](const mg_connection*, const char* message) {
@@ -140,13 +120,29 @@ void WebServer::start(const std::string& listen_address, const WebConfig& web) {
   err.text = errbuf;
   err.text_buffer_size = sizeof errbuf;
   ctx_ = mg_start2(&init, &err);
-  if (!web.tls_cert_file.empty()) unlink(cert.c_str());
   if (!ctx_) throw std::runtime_error("cannot listen on " + listen_address + ": " + errbuf);
+  if (tls) {
+    auto colon = listen_address.rfind(':');
+    std::string host = colon == std::string::npos ? "" : listen_address.substr(0, colon);
+    int port = std::atoi(listen_address.substr(colon == std::string::npos ? 0 : colon + 1).c_str());
+    tls_ = std::make_unique<TlsTerminator>();
+    try {
+      tls_->start(host, port, std::atoi(ports.substr(ports.rfind(':') + 1).c_str()), web.tls_cert_file,
+                  web.tls_key_file);
+    } catch (...) {
+      mg_stop(ctx_);
+      ctx_ = nullptr;
+      tls_.reset();
+      throw;
+    }
+  }
   // One catch-all handler; dispatch() routes by exact path.
   mg_set_request_handler(ctx_, "/", &WebServer::dispatch, this);
 }
 
 void WebServer::stop() {
+  if (tls_) tls_->stop();
+  tls_.reset();
   if (ctx_) mg_stop(ctx_);
   ctx_ = nullptr;
 }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "agent/config/config.h"
+#include "agent/web/tls_terminator.h"
 
 struct mg_context;
 struct mg_connection;
@@ -48,6 +49,7 @@ class WebServer {
   bool authorized(mg_connection* conn) const;
 
   mg_context* ctx_ = nullptr;
+  std::unique_ptr<TlsTerminator> tls_;
   std::map<std::string, Handler> routes_;
   mutable std::mutex users_mu_;
   std::vector<std::pair<std::string, std::string>> users_;
