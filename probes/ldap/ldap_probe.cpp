@@ -1,7 +1,6 @@
 #include "probes/ldap/ldap_probe.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <lber.h>
 #include <ldap.h>
 #include <netdb.h>
@@ -519,6 +518,9 @@ Outcome run_ldap(const LdapSpec& spec, Clock::time_point deadline, Trace& trace)
     if (code > 0) result.add("probe_ldap_result_code", kResultHelp, code);
     Reason r = classify_ldap_result(code, step, tls_step);
     if (code < 0 && Clock::now() >= deadline) r = Reason::timeout;
+    if (r == Reason::timeout && code < 0)
+      return fail(Outcome::failure(
+          r, "no answer from " + spec.url + " to the " + what + " before the deadline"));
     return fail(Outcome::failure(r, what + " failed: " + describe_rc(ld.get(), code)));
   };
 
