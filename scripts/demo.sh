@@ -36,6 +36,9 @@ start() {
 }
 
 start nginx TLS=1
+# The Jitsi web frontend's config.js, as jitsi-meet serves it, naming the XMPP domain.
+printf "var config = {\n    hosts: {\n        domain: 'meet.jitsi',\n        muc: 'muc.meet.jitsi'\n    },\n    bosh: '/http-bind'\n};\n" >"$DEMO/nginx/www/config.js"
+chmod 644 "$DEMO/nginx/www/config.js"
 start postgres PASSWORD=demo-postgres-password
 start slapd
 start oidc REALM=pes CLIENT_ID=pes-agent
