@@ -359,6 +359,7 @@ void Engine::record(ProbeRuntime& rt, const Outcome& outcome, double duration) {
                    outcome.message);
     }
   }
+  if (!spdlog::should_log(spdlog::level::debug)) return;
   spdlog::debug("probe {} run: {} in {:.3f}s{}{}", rt.cfg.name, outcome.ok ? "success" : "failure", duration,
                 outcome.ok ? "" : " reason=" + std::string(reason_name(outcome.reason)),
                 outcome.message.empty() ? "" : " message=" + outcome.message);
