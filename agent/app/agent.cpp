@@ -1,8 +1,7 @@
 #include "agent/app/agent.h"
 
-#include <spdlog/spdlog.h>
-
 #include <malloc.h>
+#include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <sstream>
@@ -22,7 +21,7 @@ double unix_now() {
 Agent::Agent(AgentOptions options)
     : options_(std::move(options)),
       engine_(EngineOptions{16, std::random_device{}(), &registry_}),
-      probes_collector_(engine_),
+      probes_exposition_(engine_),
       reload_ok_(prometheus::BuildGauge()
                      .Name("pes_agent_config_last_reload_successful")
                      .Help("Whether the last configuration reload attempt was successful.")
@@ -53,17 +52,25 @@ Agent::Agent(AgentOptions options)
     malloc_trim(0);  // hand the scrape's temporaries back (bench/README.md, RSS)
     return r;
   });
-  web_.route("/-/healthy", [](const WebRequest&) { return WebResponse{200, "text/plain", "Healthy.\n", {}}; });
+  web_.route("/-/healthy", [](const WebRequest&) {
+    return WebResponse{200, "text/plain", "Healthy.\n", {}};
+  });
   web_.route("/-/ready", [this](const WebRequest&) {
-    return engine_.ready() ? WebResponse{200, "text/plain", "Ready.\n", {}}
-                           : WebResponse{503, "text/plain", "Not ready: no configuration loaded yet.\n", {}};
+    return engine_.ready()
+               ? WebResponse{200, "text/plain", "Ready.\n", {}}
+               : WebResponse{503, "text/plain", "Not ready: no configuration loaded yet.\n", {}};
   });
   web_.route("/-/reload", [this](const WebRequest& req) {
     if (req.method != "POST" && req.method != "PUT")
-      return WebResponse{405, "text/plain", "Use POST to reload the configuration.\n", {{"Allow", "POST"}}};
+      return WebResponse{
+          405, "text/plain", "Use POST to reload the configuration.\n", {{"Allow", "POST"}}};
     std::string err = reload();
     return err.empty() ? WebResponse{200, "text/plain", "Configuration reloaded.\n", {}}
-                       : WebResponse{500, "text/plain", "Reload failed; the previous configuration keeps running:\n" + err + "\n", {}};
+                       : WebResponse{500,
+                                     "text/plain",
+                                     "Reload failed; the previous configuration keeps running:\n" +
+                                         err + "\n",
+                                     {}};
   });
   web_.route("/probe", [this](const WebRequest& req) { return handle_probe(req); });
   web_.route("/api/v1/status", [this](const WebRequest&) {
@@ -84,8 +91,8 @@ void Agent::start() {
   engine_.start();
   web_.start(options_.listen_address, cfg->web);
   started_ = true;
-  spdlog::info("pes-agent {} listening on {} with {} probes from {}", PES_VERSION, options_.listen_address,
-               cfg->probes.size(), options_.config_file);
+  spdlog::info("pes-agent {} listening on {} with {} probes from {}", PES_VERSION,
+               options_.listen_address, cfg->probes.size(), options_.config_file);
 }
 
 std::string Agent::reload() {
@@ -119,11 +126,18 @@ void Agent::stop() {
 }
 
 std::string Agent::metrics_text() const {
-  return render_text({&probes_collector_, &registry_, &process_collector_});
+  std::string out;
+  probes_exposition_.render(out);
+  out += render_text({&registry_, &process_collector_});
+  return out;
 }
 
-std::string Agent::status_json() const { return render_status_json(engine_.view(), engine_.ready()); }
-std::string Agent::status_html() const { return render_status_html(engine_.view(), engine_.ready()); }
+std::string Agent::status_json() const {
+  return render_status_json(engine_.view(), engine_.ready());
+}
+std::string Agent::status_html() const {
+  return render_status_html(engine_.view(), engine_.ready());
+}
 
 WebResponse Agent::handle_probe(const WebRequest& req) {
   auto it = req.query.find("name");
@@ -132,7 +146,9 @@ WebResponse Agent::handle_probe(const WebRequest& req) {
   bool debug = req.query.count("debug") && req.query.at("debug") == "true";
   auto view = engine_.view();
   const ProbeConfig* pc = view.config ? view.config->find(it->second) : nullptr;
-  if (!pc) return WebResponse{404, "text/plain", "No probe named \"" + it->second + "\" is configured.\n", {}};
+  if (!pc)
+    return WebResponse{
+        404, "text/plain", "No probe named \"" + it->second + "\" is configured.\n", {}};
   auto result = engine_.run_now(it->second, debug);
   struct One : prometheus::Collectable {
     std::vector<prometheus::MetricFamily> fams;
@@ -143,8 +159,10 @@ WebResponse Agent::handle_probe(const WebRequest& req) {
   if (!debug) return WebResponse{200, "text/plain; version=0.0.4; charset=utf-8", metrics, {}};
   std::ostringstream out;
   out << "Logs for the probe:\n" << result.trace;
-  out << (result.outcome.ok ? "Probe succeeded" : "Probe failed") << " in " << result.duration << "s";
-  if (!result.outcome.ok) out << ": " << reason_name(result.outcome.reason) << ": " << result.outcome.message;
+  out << (result.outcome.ok ? "Probe succeeded" : "Probe failed") << " in " << result.duration
+      << "s";
+  if (!result.outcome.ok)
+    out << ": " << reason_name(result.outcome.reason) << ": " << result.outcome.message;
   out << "\n\nMetrics that would have been returned:\n" << metrics;
   std::string body = view.config->redactor ? view.config->redactor->redact(out.str()) : out.str();
   return WebResponse{200, "text/plain; charset=utf-8", body, {}};

@@ -42,7 +42,7 @@ class Agent {
   AgentOptions options_;
   prometheus::Registry registry_;
   Engine engine_;
-  ProbeCollector probes_collector_;
+  ProbeExposition probes_exposition_;
   ProcessCollector process_collector_;
   WebServer web_;
   std::mutex reload_mu_;

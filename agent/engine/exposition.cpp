@@ -1,15 +1,19 @@
 #include "agent/engine/exposition.h"
 
+#include <dirent.h>
 #include <prometheus/text_serializer.h>
 #include <unistd.h>
 
+#include <array>
+#include <charconv>
+#include <chrono>
 #include <cmath>
 #include <deque>
-#include <dirent.h>
 #include <fstream>
 #include <limits>
 #include <map>
 #include <sstream>
+#include <string_view>
 
 namespace pes {
 
@@ -56,19 +60,14 @@ ClientMetric gauge(std::vector<ClientMetric::Label> labels, double v) {
   return m;
 }
 
-ClientMetric counter(std::vector<ClientMetric::Label> labels, double v) {
-  ClientMetric m;
-  m.label = std::move(labels);
-  m.counter.value = v;
-  return m;
-}
-
-std::vector<ClientMetric::Label> with(std::vector<ClientMetric::Label> l, std::string k, std::string v) {
+std::vector<ClientMetric::Label> with(std::vector<ClientMetric::Label> l, std::string k,
+                                      std::string v) {
   l.push_back({std::move(k), std::move(v)});
   return l;
 }
 
-void add_samples(Families& f, const std::vector<ClientMetric::Label>& base, const std::vector<Sample>& samples) {
+void add_samples(Families& f, const std::vector<ClientMetric::Label>& base,
+                 const std::vector<Sample>& samples) {
   for (const auto& s : samples) {
     auto labels = base;
     for (const auto& [k, v] : s.labels) labels.push_back({k, v});
@@ -78,61 +77,291 @@ void add_samples(Families& f, const std::vector<ClientMetric::Label>& base, cons
 
 }  // namespace
 
-std::vector<MetricFamily> ProbeCollector::Collect() const {
-  auto view = engine_.view();
-  Families f;
-  if (!view.config) return {};
-  const Config& cfg = *view.config;
-  auto& success = f.get("probe_success", "1 if the last run of the probe passed, else 0.", MetricType::Gauge);
-  auto& up = f.get("probe_up", "Damped state after failure/success thresholds: 1 up, 0 down.", MetricType::Gauge);
-  auto& dur = f.get("probe_duration_seconds", "Duration of the last run.", MetricType::Gauge);
-  auto& hist = f.get("probe_run_duration_seconds", "Duration of every run.", MetricType::Histogram);
-  auto& runs = f.get("probe_runs_total", "Probe runs by result.", MetricType::Counter);
-  auto& fails = f.get("probe_failures_total", "Failed probe runs by reason.", MetricType::Counter);
-  auto& last = f.get("probe_last_run_timestamp_seconds", "Unix time the last run ended.", MetricType::Gauge);
-  auto& change =
-      f.get("probe_state_change_timestamp_seconds", "Unix time probe_up last changed.", MetricType::Gauge);
-  auto& info = f.get("probe_info", "Constant 1; the target label names what is probed.", MetricType::Gauge);
-  auto& deps = f.get("probe_dependency_info", "One series per depends_on edge.", MetricType::Gauge);
-  auto& lastfail = f.get("probe_last_failure_info", "1 with the reason of the probe's most recent failed run.",
-                         MetricType::Gauge);
-  auto& thresholds = f.get("probe_failure_threshold", "Consecutive failed runs that turn the probe down.",
-                           MetricType::Gauge);
-  auto& interval = f.get("probe_interval_seconds", "Configured interval between runs.", MetricType::Gauge);
+namespace {
 
-  for (const auto& rt : view.probes) {
-    auto base = base_labels(rt->cfg, cfg);
-    info.metric.push_back(gauge(with(base, "target", rt->cfg.target), 1));
-    for (const auto& d : rt->cfg.depends_on) deps.metric.push_back(gauge(with(base, "depends_on", d), 1));
-    thresholds.metric.push_back(gauge(base, rt->cfg.failure_threshold));
-    interval.metric.push_back(gauge(base, std::chrono::duration<double>(rt->cfg.interval).count()));
-    std::lock_guard lock(rt->mu);
-    runs.metric.push_back(counter(with(base, "result", "success"), static_cast<double>(rt->runs_ok)));
-    runs.metric.push_back(counter(with(base, "result", "failure"), static_cast<double>(rt->runs_failed)));
-    for (size_t i = 0; i < kReasonCount; ++i)
-      if (rt->failures[i] > 0)
-        fails.metric.push_back(counter(with(base, "reason", std::string(reason_name(static_cast<Reason>(i)))),
-                                       static_cast<double>(rt->failures[i])));
-    ClientMetric h;
-    h.label = base;
-    h.histogram.sample_count = rt->runs_ok + rt->runs_failed;
-    h.histogram.sample_sum = rt->duration_sum;
-    for (size_t i = 0; i < kRunDurationBuckets.size(); ++i)
-      h.histogram.bucket.push_back({rt->buckets[i], kRunDurationBuckets[i]});
-    h.histogram.bucket.push_back({h.histogram.sample_count, std::numeric_limits<double>::infinity()});
-    hist.metric.push_back(std::move(h));
-    if (rt->runs_failed > 0)
-      lastfail.metric.push_back(
-          gauge(with(base, "reason", std::string(reason_name(rt->last_failure_reason))), 1));
-    if (!rt->has_run) continue;
-    success.metric.push_back(gauge(base, rt->last_ok ? 1 : 0));
-    up.metric.push_back(gauge(base, rt->state.up().value_or(false) ? 1 : 0));
-    dur.metric.push_back(gauge(base, rt->last_duration));
-    last.metric.push_back(gauge(base, rt->last_end_unix));
-    change.metric.push_back(gauge(base, rt->last_change_unix));
-    add_samples(f, base, rt->last_samples);
+// ---- Prometheus text format, written by hand for the probe families ----------------------------
+
+void put_double(std::string& out, double v) {
+  if (std::isnan(v)) {
+    out += "NaN";
+  } else if (std::isinf(v)) {
+    out += v > 0 ? "+Inf" : "-Inf";
+  } else {
+    char buf[32];
+    auto r = std::to_chars(buf, buf + sizeof buf, v);  // shortest text that reads back exactly
+    out.append(buf, r.ptr);
   }
-  return f.take();
+}
+
+void put_uint(std::string& out, uint64_t v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+// Label values escape backslash, double quote and newline; HELP text only backslash and newline.
+void put_escaped(std::string& out, std::string_view s, bool quote) {
+  for (char c : s) {
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else if (c == '"' && quote)
+      out += "\\\"";
+    else
+      out += c;
+  }
+}
+
+void put_label(std::string& out, std::string_view key, std::string_view value) {
+  out += key;
+  out += "=\"";
+  put_escaped(out, value, true);
+  out += '"';
+}
+
+// probe="...",service="...",type="..." and the global labels, as base_labels() orders them.
+std::string label_text(const ProbeConfig& p, const Config& c) {
+  std::string s;
+  put_label(s, "probe", p.name);
+  s += ',';
+  put_label(s, "service", p.service);
+  s += ',';
+  put_label(s, "type", p.type);
+  for (const auto& [k, v] : c.labels) {
+    s += ',';
+    put_label(s, k, v);
+  }
+  return s;
+}
+
+// One family: "# HELP"/"# TYPE" and then its series; a family without series is taken back out.
+class FamilyWriter {
+ public:
+  FamilyWriter(std::string& out, std::string_view name, std::string_view help,
+               std::string_view type)
+      : out_(out), name_(name), start_(out.size()) {
+    out_ += "# HELP ";
+    out_ += name;
+    out_ += ' ';
+    put_escaped(out_, help, false);
+    out_ += "\n# TYPE ";
+    out_ += name;
+    out_ += ' ';
+    out_ += type;
+    out_ += '\n';
+    header_end_ = out_.size();
+  }
+  ~FamilyWriter() {
+    if (out_.size() == header_end_) out_.resize(start_);
+  }
+  FamilyWriter(const FamilyWriter&) = delete;
+  FamilyWriter& operator=(const FamilyWriter&) = delete;
+
+  // name{labels[,key="value"]} (without the value); `suffix` extends the name (_bucket, _sum).
+  std::string& series(const std::string& labels, std::string_view suffix = {}) {
+    out_ += name_;
+    out_ += suffix;
+    out_ += '{';
+    out_ += labels;
+    return out_;
+  }
+  void value(double v) {
+    out_ += "} ";
+    put_double(out_, v);
+    out_ += '\n';
+  }
+  void value(uint64_t v) {
+    out_ += "} ";
+    put_uint(out_, v);
+    out_ += '\n';
+  }
+  void gauge(const std::string& labels, double v) {
+    series(labels);
+    value(v);
+  }
+  void with(const std::string& labels, std::string_view key, std::string_view label_value,
+            double v) {
+    series(labels) += ',';
+    put_label(out_, key, label_value);
+    value(v);
+  }
+
+ private:
+  std::string& out_;
+  std::string_view name_;
+  size_t start_;
+  size_t header_end_;
+};
+
+// What one scrape reads of a probe, copied under its lock once so that the families agree (the
+// histogram's count is the sum of probe_runs_total, and so on).
+struct Snapshot {
+  bool has_run = false;
+  bool last_ok = false;
+  bool up = false;
+  Reason last_failure_reason = Reason::none;
+  double last_duration = 0;
+  double last_end_unix = 0;
+  double last_change_unix = 0;
+  double duration_sum = 0;
+  uint64_t runs_ok = 0;
+  uint64_t runs_failed = 0;
+  std::array<uint64_t, kReasonCount> failures{};
+  std::array<uint64_t, kRunDurationBuckets.size()> buckets{};
+};
+
+}  // namespace
+
+void ProbeExposition::render(std::string& out) const {
+  auto view = engine_.view();
+  if (!view.config) return;
+  const Config& cfg = *view.config;
+  const auto& probes = view.probes;
+  out.reserve(out.size() + size_hint_.load(std::memory_order_relaxed) / 8 * 9);
+  const size_t begin = out.size();
+
+  std::vector<std::string> labels;
+  std::vector<Snapshot> snap(probes.size());
+  std::map<std::string, const char*, std::less<>> extra;  // families of the probes' own samples
+  labels.reserve(probes.size());
+  for (size_t i = 0; i < probes.size(); ++i) {
+    const auto& rt = *probes[i];
+    labels.push_back(label_text(rt.cfg, cfg));
+    Snapshot& s = snap[i];
+    std::lock_guard lock(rt.mu);
+    s.has_run = rt.has_run;
+    s.last_ok = rt.last_ok;
+    s.up = rt.state.up().value_or(false);
+    s.last_failure_reason = rt.last_failure_reason;
+    s.last_duration = rt.last_duration;
+    s.last_end_unix = rt.last_end_unix;
+    s.last_change_unix = rt.last_change_unix;
+    s.duration_sum = rt.duration_sum;
+    s.runs_ok = rt.runs_ok;
+    s.runs_failed = rt.runs_failed;
+    s.failures = rt.failures;
+    s.buckets = rt.buckets;
+    if (rt.has_run)
+      for (const auto& sample : rt.last_samples)
+        if (extra.find(sample.name) == extra.end()) extra.emplace(sample.name, sample.help);
+  }
+  const size_t n = probes.size();
+
+  {
+    FamilyWriter f(out, "probe_dependency_info", "One series per depends_on edge.", "gauge");
+    for (size_t i = 0; i < n; ++i)
+      for (const auto& d : probes[i]->cfg.depends_on) f.with(labels[i], "depends_on", d, 1);
+  }
+  {
+    FamilyWriter f(out, "probe_duration_seconds", "Duration of the last run.", "gauge");
+    for (size_t i = 0; i < n; ++i)
+      if (snap[i].has_run) f.gauge(labels[i], snap[i].last_duration);
+  }
+  {
+    FamilyWriter f(out, "probe_failure_threshold",
+                   "Consecutive failed runs that turn the probe down.", "gauge");
+    for (size_t i = 0; i < n; ++i) f.gauge(labels[i], probes[i]->cfg.failure_threshold);
+  }
+  {
+    FamilyWriter f(out, "probe_failures_total", "Failed probe runs by reason.", "counter");
+    for (size_t i = 0; i < n; ++i)
+      for (size_t r = 0; r < kReasonCount; ++r)
+        if (snap[i].failures[r] > 0) {
+          f.series(labels[i]) += ',';
+          put_label(out, "reason", reason_name(static_cast<Reason>(r)));
+          f.value(snap[i].failures[r]);
+        }
+  }
+  {
+    FamilyWriter f(out, "probe_info", "Constant 1; the target label names what is probed.",
+                   "gauge");
+    for (size_t i = 0; i < n; ++i) f.with(labels[i], "target", probes[i]->cfg.target, 1);
+  }
+  {
+    FamilyWriter f(out, "probe_interval_seconds", "Configured interval between runs.", "gauge");
+    for (size_t i = 0; i < n; ++i)
+      f.gauge(labels[i], std::chrono::duration<double>(probes[i]->cfg.interval).count());
+  }
+  {
+    FamilyWriter f(out, "probe_last_failure_info",
+                   "1 with the reason of the probe's most recent failed run.", "gauge");
+    for (size_t i = 0; i < n; ++i)
+      if (snap[i].runs_failed > 0)
+        f.with(labels[i], "reason", reason_name(snap[i].last_failure_reason), 1);
+  }
+  {
+    FamilyWriter f(out, "probe_last_run_timestamp_seconds", "Unix time the last run ended.",
+                   "gauge");
+    for (size_t i = 0; i < n; ++i)
+      if (snap[i].has_run) f.gauge(labels[i], snap[i].last_end_unix);
+  }
+  {
+    FamilyWriter f(out, "probe_run_duration_seconds", "Duration of every run.", "histogram");
+    for (size_t i = 0; i < n; ++i) {
+      const Snapshot& s = snap[i];
+      const uint64_t count = s.runs_ok + s.runs_failed;
+      for (size_t b = 0; b <= kRunDurationBuckets.size(); ++b) {
+        f.series(labels[i], "_bucket") += ",le=\"";
+        if (b < kRunDurationBuckets.size())
+          put_double(out, kRunDurationBuckets[b]);
+        else
+          out += "+Inf";
+        out += '"';
+        f.value(b < kRunDurationBuckets.size() ? s.buckets[b] : count);
+      }
+      f.series(labels[i], "_sum");
+      f.value(s.duration_sum);
+      f.series(labels[i], "_count");
+      f.value(count);
+    }
+  }
+  {
+    FamilyWriter f(out, "probe_runs_total", "Probe runs by result.", "counter");
+    for (size_t i = 0; i < n; ++i) {
+      f.series(labels[i]) += ",result=\"success\"";
+      f.value(snap[i].runs_ok);
+      f.series(labels[i]) += ",result=\"failure\"";
+      f.value(snap[i].runs_failed);
+    }
+  }
+  {
+    FamilyWriter f(out, "probe_state_change_timestamp_seconds", "Unix time probe_up last changed.",
+                   "gauge");
+    for (size_t i = 0; i < n; ++i)
+      if (snap[i].has_run) f.gauge(labels[i], snap[i].last_change_unix);
+  }
+  {
+    FamilyWriter f(out, "probe_success", "1 if the last run of the probe passed, else 0.", "gauge");
+    for (size_t i = 0; i < n; ++i)
+      if (snap[i].has_run) f.gauge(labels[i], snap[i].last_ok ? 1 : 0);
+  }
+  {
+    FamilyWriter f(out, "probe_up", "Damped state after failure/success thresholds: 1 up, 0 down.",
+                   "gauge");
+    for (size_t i = 0; i < n; ++i)
+      if (snap[i].has_run) f.gauge(labels[i], snap[i].up ? 1 : 0);
+  }
+  // The probe types' own series (probe_http_*, probe_postgres_*, ...), one family at a time. These
+  // are read under the probe's lock again: a run may have replaced them since the snapshot.
+  for (const auto& [name, help] : extra) {
+    FamilyWriter f(out, name, help, "gauge");
+    for (size_t i = 0; i < n; ++i) {
+      const auto& rt = *probes[i];
+      std::lock_guard lock(rt.mu);
+      if (!rt.has_run) continue;
+      for (const auto& sample : rt.last_samples) {
+        if (sample.name != name) continue;
+        std::string& o = f.series(labels[i]);
+        for (const auto& [k, v] : sample.labels) {
+          o += ',';
+          put_label(o, k, v);
+        }
+        f.value(sample.value);
+      }
+    }
+  }
+  size_hint_.store(out.size() - begin, std::memory_order_relaxed);
 }
 
 std::vector<MetricFamily> ProcessCollector::Collect() const {
@@ -140,8 +369,10 @@ std::vector<MetricFamily> ProcessCollector::Collect() const {
   auto add = [&](const char* name, const char* help, MetricType type, double v) {
     MetricFamily fam{name, help, type, {}};
     ClientMetric m;
-    if (type == MetricType::Counter) m.counter.value = v;
-    else m.gauge.value = v;
+    if (type == MetricType::Counter)
+      m.counter.value = v;
+    else
+      m.gauge.value = v;
     fam.metric.push_back(m);
     out.push_back(std::move(fam));
   };
@@ -159,9 +390,10 @@ std::vector<MetricFamily> ProcessCollector::Collect() const {
     while (rest >> tok) f.push_back(tok);
     auto field = [&](size_t n) { return n - 3 < f.size() ? std::stod(f[n - 3]) : 0.0; };
     if (f.size() > 22) {
-      add("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", MetricType::Counter,
-          (field(14) + field(15)) / static_cast<double>(ticks));
-      add("process_virtual_memory_bytes", "Virtual memory size in bytes.", MetricType::Gauge, field(23));
+      add("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
+          MetricType::Counter, (field(14) + field(15)) / static_cast<double>(ticks));
+      add("process_virtual_memory_bytes", "Virtual memory size in bytes.", MetricType::Gauge,
+          field(23));
       add("process_resident_memory_bytes", "Resident memory size in bytes.", MetricType::Gauge,
           field(24) * static_cast<double>(page));
       std::ifstream up("/proc/stat");
@@ -191,7 +423,8 @@ std::vector<MetricFamily> ProcessCollector::Collect() const {
     if (line.rfind("Max open files", 0) == 0) {
       std::istringstream ls(line.substr(14));
       double soft = 0;
-      if (ls >> soft) add("process_max_fds", "Maximum number of open file descriptors.", MetricType::Gauge, soft);
+      if (ls >> soft)
+        add("process_max_fds", "Maximum number of open file descriptors.", MetricType::Gauge, soft);
     }
   }
   return out;
@@ -218,13 +451,14 @@ std::string render_text(const std::vector<const prometheus::Collectable*>& sourc
   return out.str();
 }
 
-std::vector<MetricFamily> adhoc_families(const ProbeConfig& probe, const Config& config, const Outcome& outcome,
-                                         double duration) {
+std::vector<MetricFamily> adhoc_families(const ProbeConfig& probe, const Config& config,
+                                         const Outcome& outcome, double duration) {
   Families f;
   auto base = base_labels(probe, config);
   f.get("probe_success", "1 if the run passed, else 0.", MetricType::Gauge)
       .metric.push_back(gauge(base, outcome.ok ? 1 : 0));
-  f.get("probe_duration_seconds", "Duration of the run.", MetricType::Gauge).metric.push_back(gauge(base, duration));
+  f.get("probe_duration_seconds", "Duration of the run.", MetricType::Gauge)
+      .metric.push_back(gauge(base, duration));
   if (!outcome.ok)
     f.get("probe_last_failure_info", "1 with the reason of this failed run.", MetricType::Gauge)
         .metric.push_back(gauge(with(base, "reason", std::string(reason_name(outcome.reason))), 1));
