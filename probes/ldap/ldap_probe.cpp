@@ -225,6 +225,44 @@ int tls_io_close(Sockbuf_IO_Desc*) {
 Sockbuf_IO kTlsIo = {tls_io_setup, tls_io_remove, tls_io_ctrl,
                      tls_io_read,  tls_io_write,  tls_io_close};
 
+// A pass-through layer on top (above TLS) that keeps the first byte the server sent. Bytes that
+// cannot start an LDAP message (a SEQUENCE, 0x30) come from another protocol (an SSH or SMTP
+// banner): libldap would wait until the deadline for the rest of a "message" that never comes, so
+// the layer fails the read and the run says "not LDAP".
+struct FirstByte {
+  int value = -1;
+};
+int sniff_setup(Sockbuf_IO_Desc* d, void* arg) {
+  d->sbiod_pvt = arg;
+  return 0;
+}
+int sniff_remove(Sockbuf_IO_Desc* d) {
+  d->sbiod_pvt = nullptr;
+  return 0;
+}
+int sniff_ctrl(Sockbuf_IO_Desc* d, int opt, void* arg) { return LBER_SBIOD_CTRL_NEXT(d, opt, arg); }
+ber_slen_t sniff_read(Sockbuf_IO_Desc* d, void* buf, ber_len_t len) {
+  ber_slen_t n = LBER_SBIOD_READ_NEXT(d, buf, len);
+  auto* first = static_cast<FirstByte*>(d->sbiod_pvt);
+  if (n > 0 && first && first->value < 0) first->value = *static_cast<unsigned char*>(buf);
+  if (n > 0 && first && first->value != 0x30) {
+    errno = EPROTO;  // libldap gives up at once (LDAP_SERVER_DOWN) instead of at the deadline
+    return -1;
+  }
+  return n;
+}
+ber_slen_t sniff_write(Sockbuf_IO_Desc* d, void* buf, ber_len_t len) {
+  return LBER_SBIOD_WRITE_NEXT(d, buf, len);
+}
+int sniff_close(Sockbuf_IO_Desc*) { return 0; }
+Sockbuf_IO kSniffIo = {sniff_setup, sniff_remove, sniff_ctrl, sniff_read, sniff_write, sniff_close};
+
+bool push_sniff_layer(LDAP* ld, FirstByte* first) {
+  Sockbuf* sb = nullptr;
+  if (ldap_get_option(ld, LDAP_OPT_SOCKBUF, &sb) != LDAP_OPT_SUCCESS || !sb) return false;
+  return ber_sockbuf_add_io(sb, &kSniffIo, LBER_SBIOD_LEVEL_APPLICATION, first) == 0;
+}
+
 // Per run: the TLS objects outlive the LDAP handle that writes through them.
 struct TlsSession {
   SslCtxPtr ctx;
@@ -487,6 +525,7 @@ Outcome run_ldap(const LdapSpec& spec, Clock::time_point deadline, Trace& trace)
   OwnedFd sock;
   if (auto failed = connect_tcp(spec, deadline, sock)) return fail(std::move(*failed));
   TlsSession tls;  // declared before the LDAP handle: it must outlive it
+  FirstByte first;  // the sniff layer's state; outlives the LDAP handle too
   if (spec.ldaps) {
     if (auto failed = tls_handshake(spec, sock.fd, deadline, tls, result))
       return fail(std::move(*failed));
@@ -513,11 +552,20 @@ Outcome run_ldap(const LdapSpec& spec, Clock::time_point deadline, Trace& trace)
   ldap_set_option(ld.get(), LDAP_OPT_RESTART, LDAP_OPT_ON);     // retry on EINTR
   if (spec.ldaps && !push_tls_layer(ld.get(), tls.ssl.get()))
     return fail(Outcome::failure(Reason::internal, "cannot attach TLS to the LDAP connection"));
+  if (!push_sniff_layer(ld.get(), &first))
+    return fail(Outcome::failure(Reason::internal, "cannot attach a layer to the LDAP connection"));
 
   auto failure_of = [&](int code, LdapStep step, bool tls_step, const std::string& what) {
     if (code > 0) result.add("probe_ldap_result_code", kResultHelp, code);
     Reason r = classify_ldap_result(code, step, tls_step);
     if (code < 0 && Clock::now() >= deadline) r = Reason::timeout;
+    if (code < 0 && first.value >= 0 && first.value != 0x30) {
+      char hex[16];
+      std::snprintf(hex, sizeof hex, "0x%02x", static_cast<unsigned>(first.value & 0xff));
+      return fail(Outcome::failure(Reason::protocol, "the answer from " + spec.url + " to the " +
+                                                         what + " is not LDAP (first byte " + hex +
+                                                         ")"));
+    }
     if (r == Reason::timeout && code < 0)
       return fail(Outcome::failure(
           r, "no answer from " + spec.url + " to the " + what + " before the deadline"));

@@ -208,6 +208,12 @@ PgFailure classify_connect_error(std::string_view m) {
   if (contains(m, "could not translate host name") || contains(m, "could not translate host"))
     return {Reason::dns, {}};
   if (contains(m, "timeout expired")) return {Reason::timeout, {}};
+  // The peer does not speak PostgreSQL's protocol (e.g. a web server on the port): its first bytes
+  // are neither an answer to the SSL request nor an authentication request. Not a TLS problem.
+  if (contains(m, "invalid response to SSL negotiation") ||
+      contains(m, "expected authentication request from server") ||
+      contains(m, "received invalid response to GSSAPI negotiation"))
+    return {Reason::protocol, {}};
   if (contains(m, "no password supplied") || contains(m, "password authentication") ||
       contains(m, "authentication method") || contains(m, "SCRAM"))
     return {Reason::auth, {}};

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 
@@ -57,6 +58,22 @@ std::string ssl_error_text() {
   ERR_error_string_n(e, buf, sizeof buf);
   ERR_clear_error();
   return buf;
+}
+
+// Up to 64 bytes, quoted, with anything unprintable as \xNN.
+std::string printable_excerpt(const std::string& data) {
+  std::string out = "\"";
+  for (size_t i = 0; i < data.size() && i < 64; ++i) {
+    unsigned char c = static_cast<unsigned char>(data[i]);
+    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      out += hex;
+    }
+  }
+  return out + (data.size() > 64 ? "\"..." : "\"");
 }
 
 const char* kCertHelp = "Earliest notAfter of the certificate chain, unix seconds.";
@@ -252,8 +269,13 @@ Outcome TcpProbe::run_blocking(RunContext& ctx) const {
       if (got.size() > 65536)
         return Outcome::failure(Reason::assertion, "no match for /" + spec_.expect->pattern() + "/ in the first 64 KiB");
       long n = io(false, buf, sizeof buf);
-      if (n == -2)
-        return Outcome::failure(Reason::timeout, "no answer matching /" + spec_.expect->pattern() + "/ before the deadline");
+      if (n == -2) {
+        // The answer may still be coming (a slow server): a timeout, but say what did come, so
+        // that a wrong service on the port (an SSH banner where PONG was expected) shows.
+        std::string msg = "no answer matching /" + spec_.expect->pattern() + "/ before the deadline";
+        if (!got.empty()) msg += "; received " + std::to_string(got.size()) + " bytes: " + printable_excerpt(got);
+        return Outcome::failure(Reason::timeout, msg);
+      }
       if (n < 0) return Outcome::failure(Reason::connect, "connection reset while reading the answer");
       if (n == 0)
         return Outcome::failure(Reason::assertion,

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -376,7 +377,7 @@ std::string Fixture::log_tail(std::size_t lines) const {
 
 HungServer::HungServer(HungMode mode, std::chrono::milliseconds interval, std::string garbage)
     : mode_(mode), interval_(interval), garbage_(std::move(garbage)) {
-  if (garbage_.empty()) garbage_ = "\x16\x03\x01garbage\r\n\xff\xfe";
+  if (garbage_.empty() && mode_ == HungMode::garbage) garbage_ = "\x16\x03\x01garbage\r\n\xff\xfe";
   if (interval_.count() <= 0) throw std::invalid_argument("HungServer: interval must be > 0");
   Fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (listener.get() < 0) throw_errno("socket");
@@ -400,24 +401,59 @@ HungServer::~HungServer() {
   ::close(wake_fd_);
 }
 
+namespace {
+
+// Closes a socket with a RST instead of a FIN.
+void close_with_rst(int fd) {
+  linger l{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+}
+
+bool send_failed(ssize_t n) { return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK; }
+
+}  // namespace
+
 void HungServer::loop() {
-  std::vector<Fd> clients;
+  struct Client {
+    Fd fd;
+    Clock::time_point reset_at{};  // reset_after only
+    std::size_t sent = 0;          // trickle: bytes sent so far
+  };
+  // The trickle's next byte: `garbage` one byte at a time, then 'x' forever.
+  auto trickle_byte = [&](const Client& c) {
+    return c.sent < garbage_.size() ? garbage_[c.sent] : 'x';
+  };
+  std::vector<Client> clients;
+  const std::string flood_chunk(64 * 1024, 'x');
   auto next_tick = Clock::now() + interval_;
+  auto drop = [&](std::size_t i) {
+    clients.erase(clients.begin() + static_cast<std::ptrdiff_t>(i));
+  };
   for (;;) {
     std::vector<pollfd> pfds = {{wake_fd_, POLLIN, 0}, {listen_fd_, POLLIN, 0}};
-    // Watch only for the peer going away (never POLLIN: we do not read), to drop its socket.
-    for (const auto& c : clients) pfds.push_back({c.get(), POLLRDHUP, 0});
+    // Watch for the peer going away (never POLLIN: we do not read), to drop its socket; a flood
+    // writes whenever the peer has made room.
+    short events = POLLRDHUP | (mode_ == HungMode::flood ? POLLOUT : 0);
+    for (const auto& c : clients) pfds.push_back({c.fd.get(), events, 0});
     int timeout_ms = -1;
-    if (mode_ == HungMode::trickle && !clients.empty()) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - Clock::now());
-      timeout_ms = static_cast<int>(std::max<long long>(0, left.count()));
+    if (!clients.empty() && (mode_ == HungMode::trickle || mode_ == HungMode::reset_after)) {
+      auto wake_at = next_tick;
+      if (mode_ == HungMode::reset_after) {
+        wake_at = clients.front().reset_at;
+        for (const auto& c : clients) wake_at = std::min(wake_at, c.reset_at);
+      }
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(wake_at - Clock::now());
+      timeout_ms = static_cast<int>(std::max<long long>(0, left.count() + 1));
     }
     int n = ::poll(pfds.data(), pfds.size(), timeout_ms);
     if (n < 0 && errno != EINTR) return;
     if (pfds[0].revents != 0) return;  // destructor
     for (std::size_t i = pfds.size(); i-- > 2;) {
       if (pfds[i].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
-        clients.erase(clients.begin() + static_cast<std::ptrdiff_t>(i - 2));
+        drop(i - 2);
+      } else if (pfds[i].revents & POLLOUT) {
+        if (send_failed(::send(pfds[i].fd, flood_chunk.data(), flood_chunk.size(), MSG_NOSIGNAL)))
+          drop(i - 2);
       }
     }
     if (pfds[1].revents & POLLIN) {
@@ -425,37 +461,38 @@ void HungServer::loop() {
         Fd c(::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
         if (c.get() < 0) break;
         connections_.fetch_add(1);
-        switch (mode_) {
-          case HungMode::reset: {
-            linger l{1, 0};  // close() then sends RST instead of FIN
-            ::setsockopt(c.get(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
-            c.reset();
-            break;
-          }
-          case HungMode::garbage:
-            ::send(c.get(), garbage_.data(), garbage_.size(), MSG_NOSIGNAL);
-            clients.push_back(std::move(c));
-            break;
-          case HungMode::trickle:
-            ::send(c.get(), "x", 1, MSG_NOSIGNAL);
-            if (clients.empty()) next_tick = Clock::now() + interval_;
-            clients.push_back(std::move(c));
-            break;
-          case HungMode::accept_and_hang:
-            clients.push_back(std::move(c));
-            break;
+        if (mode_ == HungMode::reset) {
+          close_with_rst(c.get());
+          continue;  // c closes here
         }
+        Client client{std::move(c), Clock::now() + interval_};
+        if (mode_ == HungMode::trickle) {
+          char first = trickle_byte(client);
+          if (::send(client.fd.get(), &first, 1, MSG_NOSIGNAL) == 1) client.sent = 1;
+          if (clients.empty()) next_tick = Clock::now() + interval_;
+        } else if (mode_ != HungMode::accept_and_hang && !garbage_.empty()) {
+          ::send(client.fd.get(), garbage_.data(), garbage_.size(), MSG_NOSIGNAL);
+        }
+        clients.push_back(std::move(client));
       }
     }
     if (mode_ == HungMode::trickle && Clock::now() >= next_tick) {
       for (std::size_t i = clients.size(); i-- > 0;) {
-        if (::send(clients[i].get(), "x", 1, MSG_NOSIGNAL) < 0 && errno != EAGAIN &&
-            errno != EWOULDBLOCK) {
-          clients.erase(clients.begin() + static_cast<std::ptrdiff_t>(i));
-        }
+        char next = trickle_byte(clients[i]);
+        ssize_t n = ::send(clients[i].fd.get(), &next, 1, MSG_NOSIGNAL);
+        if (n == 1) ++clients[i].sent;
+        if (send_failed(n)) drop(i);
       }
       next_tick += interval_;
       if (next_tick < Clock::now()) next_tick = Clock::now() + interval_;
+    }
+    if (mode_ == HungMode::reset_after) {
+      auto now = Clock::now();
+      for (std::size_t i = clients.size(); i-- > 0;) {
+        if (clients[i].reset_at > now) continue;
+        close_with_rst(clients[i].fd.get());
+        drop(i);
+      }
     }
   }
 }

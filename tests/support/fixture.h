@@ -106,11 +106,16 @@ class TempDir {
 };
 
 // How a HungServer misbehaves with every connection it accepts.
+// `garbage` is the payload a mode sends first; for trickle, reset_after and flood it is optional
+// (e.g. HTTP response headers, so that what follows is a slow, cut or endless body).
 enum class HungMode {
   accept_and_hang,  // accepts, never reads or writes, keeps the connection open
-  trickle,          // sends one byte ('x') every `interval` (default 100ms), forever
+  trickle,          // sends one byte every `interval` (default 100ms), the first at once:
+                    // `garbage` byte by byte if given, then 'x' forever
   reset,            // accepts and closes with a RST
   garbage,          // sends `garbage` once, then hangs
+  reset_after,      // sends `garbage`, then closes with a RST `interval` later (cut mid-answer)
+  flood,            // sends `garbage`, then 'x' as fast as the peer reads, forever
 };
 
 // A TCP listener on 127.0.0.1 (an ephemeral port it holds, so no race) with its own thread.
@@ -118,6 +123,7 @@ enum class HungMode {
 //   HungServer hang(HungMode::accept_and_hang);
 //   HungServer slow(HungMode::trickle, std::chrono::milliseconds(50));
 //   HungServer junk(HungMode::garbage, "SSH-2.0-x\r\n");
+//   HungServer cut(HungMode::reset_after, 50ms, "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nhal");
 class HungServer {
  public:
   explicit HungServer(HungMode mode) : HungServer(mode, std::chrono::milliseconds(100), {}) {}
