@@ -272,8 +272,10 @@ Outcome TcpProbe::run_blocking(RunContext& ctx) const {
       if (n == -2) {
         // The answer may still be coming (a slow server): a timeout, but say what did come, so
         // that a wrong service on the port (an SSH banner where PONG was expected) shows.
-        std::string msg = "no answer matching /" + spec_.expect->pattern() + "/ before the deadline";
-        if (!got.empty()) msg += "; received " + std::to_string(got.size()) + " bytes: " + printable_excerpt(got);
+        std::string msg =
+            "no answer matching /" + spec_.expect->pattern() + "/ before the deadline";
+        if (!got.empty())
+          msg += "; received " + std::to_string(got.size()) + " bytes: " + printable_excerpt(got);
         return Outcome::failure(Reason::timeout, msg);
       }
       if (n < 0) return Outcome::failure(Reason::connect, "connection reset while reading the answer");
