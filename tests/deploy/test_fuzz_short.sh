@@ -2,7 +2,8 @@
 # A short run of every libFuzzer target of fuzz/ (the long campaign is scripts/fuzz.sh, see
 # fuzz/README.md): builds them with clang into build/fuzz (reused when present; PES_FUZZ_BUILD
 # elsewhere), then runs each from its seed corpus in a fresh work dir for PES_FUZZ_SHORT
-# (default 10s per target; a plain number means executions). Passes when every target loaded
+# (default 3000 executions per target - a count, not a time, so a busy machine makes the run
+# slower but never fails it; `30s` means seconds). Passes when every target loaded
 # every seed of its corpus and went on to run mutated inputs, all without a crash, leak, timeout
 # or sanitizer report; when a planted out-of-bounds read is reported as a
 # crash (so a broken sanitizer setup or crash handling cannot pass silently); and when every
@@ -12,7 +13,7 @@ need clang++
 need ninja
 cd "$PES_SOURCE_DIR"
 
-limit="${PES_FUZZ_SHORT:-10s}"
+limit="${PES_FUZZ_SHORT:-3000}"
 targets=(config json_path jwt xmpp stun)
 build="${PES_FUZZ_BUILD:-$PES_SOURCE_DIR/build/fuzz}"
 export PES_FUZZ_BUILD="$build"
