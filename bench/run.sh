@@ -234,7 +234,7 @@ machine_end() {
 }
 
 RESULTS="$OUT/results.tsv"
-printf 'targets\trss_before_scrapes_mb\trss_after_scrapes_mb\tpeak_mb\tseries\tmetrics_kb\tmetrics_ms\tmetrics_cpu_ms\tscrapes\tin_flight_end\tfailures\tlag_samples\n' >"$OUT/agent.tsv"
+printf 'targets\trss_before_scrapes_mb\trss_after_scrapes_mb\tpeak_mb\tseries\tmetrics_kb\tmetrics_ms\tmetrics_cpu_ms\tscrapes\tin_flight_end\tfailures\tlag_samples\trss_pre_series_mb\tscrape_peak_mb\n' >"$OUT/agent.tsv"
 printf 'targets\tcontender\twindow_s\tprobes\tprobes_per_s\tfailed\tcpu_s\tus_per_probe\tuser_share\tp99_lag_s\tlag_le_100ms\trss_mb\thwm_mb\tmetrics_ms\tmetrics_cpu_ms\tmetrics_kb\tmachine_busy\tloadavg\n' >"$RESULTS"
 
 # result N CONTENDER CPU0 USER0 CPU_AT0 CPU1 USER1 CPU_AT1 COUNT0 COUNT_AT0 COUNT1 COUNT_AT1 FAILED
@@ -342,7 +342,12 @@ run_agent() {
   local p99 share lagn
   read -r p99 share lagn < <(lag_quantile "$dir/metrics.before" "$dir/metrics.after" 0.99)
   # /metrics serialisation: wall time of repeated scrapes (median) and the agent's CPU per scrape.
-  local i ms cpu_ms kb series c_s0 t_end
+  local i ms cpu_ms kb series c_s0 t_end rss_pre hwm_all
+  # The peak of the scrape series alone: VmHWM is reset to the current RSS (clear_refs 5, proc(5))
+  # right before it, so what it reads afterwards is the highest RSS while scrapes were served.
+  hwm_all="$(vm_kb "$pid" VmHWM)"
+  rss_pre="$(vm_kb "$pid" VmRSS)"
+  echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || log "warning: cannot reset VmHWM of $pid"
   proc_cpu "$pid"
   c_s0="$P_CPU"
   t_end=$((SECONDS + 30))
@@ -354,8 +359,9 @@ run_agent() {
   cpu_ms="$(awk -v a="$c_s0" -v b="$P_CPU" -v k="$i" 'BEGIN { printf "%.1f", 1000 * (b - a) / k }')"
   kb=$(($(stat -c %s "$dir/metrics.after") / 1024))
   series="$(grep -vc '^#' "$dir/metrics.after")"
-  local rss hwm
-  rss="$(vm_kb "$pid" VmRSS)" hwm="$(vm_kb "$pid" VmHWM)"
+  local rss hwm hwm_scrapes
+  rss="$(vm_kb "$pid" VmRSS)" hwm_scrapes="$(vm_kb "$pid" VmHWM)"
+  hwm=$((hwm_all > hwm_scrapes ? hwm_all : hwm_scrapes))
   # What the agent says about itself at the end of the window.
   local inflight reasons
   inflight="$(metric_value "$dir/metrics.after" pes_agent_probes_in_flight)"
@@ -366,10 +372,11 @@ run_agent() {
     }
     END { for (k in a) if (a[k] - b[k] > 0) printf "%s=%d ", k, a[k] - b[k] }' \
     "$dir/metrics.before" "$dir/metrics.after")"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$((rss_steady / 1024))" "$((rss / 1024))" \
-    "$((hwm / 1024))" "$series" "$kb" "$ms" "$cpu_ms" "$i" "${inflight:-?}" "${reasons:-none}" "$lagn" >>"$OUT/agent.tsv"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$((rss_steady / 1024))" "$((rss / 1024))" \
+    "$((hwm / 1024))" "$series" "$kb" "$ms" "$cpu_ms" "$i" "${inflight:-?}" "${reasons:-none}" "$lagn" \
+    "$((rss_pre / 1024))" "$((hwm_scrapes / 1024))" >>"$OUT/agent.tsv"
   log "agent    N=$n: lag p99 ${p99}s, share <= 100 ms $share; in flight at the end $inflight; failures in the window: ${reasons:-none}"
-  log "agent    N=$n: RSS $((rss_steady / 1024)) MB before any scrape, $((rss / 1024)) MB after $((i + 2)) scrapes (peak $((hwm / 1024)) MB); /metrics $series series, $kb KiB, median ${ms} ms, ${cpu_ms} ms CPU per scrape"
+  log "agent    N=$n: RSS $((rss_steady / 1024)) MB before any scrape, $((rss / 1024)) MB after $((i + 2)) scrapes (peak $((hwm / 1024)) MB; $((rss_pre / 1024)) MB before the scrape series, peak $((hwm_scrapes / 1024)) MB during it); /metrics $series series, $kb KiB, median ${ms} ms, ${cpu_ms} ms CPU per scrape"
   if [ "$PERF_SECS" -gt 0 ]; then
     log "profiling the agent for ${PERF_SECS}s (perf record -e cpu-clock)"
     perf record -q -e cpu-clock -F 499 --call-graph dwarf,16384 -p "$pid" -o "$dir/agent.perf.data" \
@@ -499,9 +506,9 @@ done
     }' "$RESULTS"
   if [ "$(wc -l <"$OUT/agent.tsv")" -gt 1 ]; then
     echo
-    echo "| targets | agent RSS MB: before any scrape / after scrapes / peak | /metrics series, size | scrape median wall (CPU) | in flight at window end | failed runs in window by reason |"
-    echo "|---|---|---|---|---|---|"
-    awk -F'\t' 'NR > 1 { printf "| %s | %s / %s / %s | %s, %s KiB | %s ms (%s ms), %s scrapes | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 }' "$OUT/agent.tsv"
+    echo "| targets | agent RSS MB: before any scrape / after scrapes / peak | RSS MB: before the scrape series / peak during it | /metrics series, size | scrape median wall (CPU) | in flight at window end | failed runs in window by reason |"
+    echo "|---|---|---|---|---|---|---|"
+    awk -F'\t' 'NR > 1 { printf "| %s | %s / %s / %s | %s / %s | %s, %s KiB | %s ms (%s ms), %s scrapes | %s | %s |\n", $1, $2, $3, $4, $13, $14, $5, $6, $7, $8, $9, $10, $11 }' "$OUT/agent.tsv"
   fi
 } >"$OUT/results.md"
 cat "$OUT/results.md"
