@@ -2,7 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
+#include <string_view>
 #include <thread>
 
 namespace pes {
@@ -13,7 +15,9 @@ double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-std::vector<double> lag_buckets() { return {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}; }
+std::vector<double> lag_buckets() {
+  return {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+}
 
 }  // namespace
 
@@ -50,7 +54,10 @@ class Engine::Context : public RunContext {
  public:
   Context(Engine* engine, std::string name, Clock::time_point deadline, bool debug,
           std::shared_ptr<const Redactor> redactor)
-      : engine_(engine), name_(std::move(name)), deadline_(deadline), trace_(debug, std::move(redactor)) {}
+      : engine_(engine),
+        name_(std::move(name)),
+        deadline_(deadline),
+        trace_(debug, std::move(redactor)) {}
 
   Clock::time_point deadline() const override { return deadline_; }
   const std::string& probe_name() const override { return name_; }
@@ -70,8 +77,8 @@ class Engine::Context : public RunContext {
             if (self->finished_) return;
             if (self->trace_.enabled()) {
               char buf[160];
-              std::snprintf(buf, sizeof buf, "  -> %s status=%ld bytes=%zu time=%.3fs", r.ok ? "answer" : "failed",
-                            r.status, r.body.size(), r.total_seconds);
+              std::snprintf(buf, sizeof buf, "  -> %s status=%ld bytes=%zu time=%.3fs",
+                            r.ok ? "answer" : "failed", r.status, r.body.size(), r.total_seconds);
               self->trace_.log(std::string(buf) + (r.ok ? "" : " error: " + r.error));
             }
             done(std::move(r));
@@ -104,7 +111,7 @@ class Engine::Context : public RunContext {
   Clock::time_point deadline_;
   Trace trace_;
   std::weak_ptr<Context> weak_self_;
-  bool finished_ = false;                 // loop thread
+  bool finished_ = false;                    // loop thread
   std::vector<EventLoop::HttpId> http_ids_;  // loop thread
 };
 
@@ -137,7 +144,8 @@ void Engine::stop() {
     latest.set_value(last);
   });
   auto until = fut.get() + std::chrono::milliseconds(200);
-  while (in_flight_.load() > 0 && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  while (in_flight_.load() > 0 && Clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   loop_.stop();
 }
 
@@ -167,6 +175,7 @@ void Engine::swap_in(std::shared_ptr<const Config> config) {
   for (auto& [id, rt] : by_id_) old[rt->cfg.name] = rt;
   std::unordered_map<uint64_t, std::shared_ptr<ProbeRuntime>> next;
   std::vector<std::shared_ptr<ProbeRuntime>> list;
+  std::vector<std::shared_ptr<ProbeRuntime>> fresh;  // new runtimes, to be scheduled
   for (const auto& pc : config->probes) {
     auto it = old.find(pc.name);
     std::shared_ptr<ProbeRuntime> rt;
@@ -186,12 +195,34 @@ void Engine::swap_in(std::shared_ptr<const Config> config) {
       }
       if (!stopping_ && options_.schedule) {
         rt->planned = first_due(now, pc.interval, rng_);
-        scheduler_.schedule(rt->id, rt->planned);
+        fresh.push_back(rt);
       }
     }
     next[rt->id] = rt;
     list.push_back(rt);
   }
+  // The SSO chain at start: a probe that sends a keycloak probe's token first runs after that
+  // probe's first run has ended (its deadline), so it never fails for want of a token that was
+  // simply not fetched yet (a false `auth` at every start or reload).
+  std::unordered_map<std::string_view, const ProbeRuntime*> by_name;
+  for (const auto& rt : list) by_name[rt->cfg.name] = rt.get();
+  for (auto& rt : fresh) {
+    if (!rt->cfg.probe) continue;
+    for (const auto& source : rt->cfg.probe->token_sources()) {
+      auto src = by_name.find(source);
+      if (src == by_name.end() || src->second == rt.get()) continue;
+      const ProbeRuntime& s = *src->second;
+      bool has_run;
+      {
+        std::lock_guard lock(s.mu);
+        has_run = s.has_run;
+      }
+      if (!has_run)
+        rt->planned =
+            std::max(rt->planned, s.planned + s.cfg.timeout + std::chrono::milliseconds(50));
+    }
+  }
+  for (auto& rt : fresh) scheduler_.schedule(rt->id, rt->planned);
   for (auto& [name, rt] : old) {
     rt->retired = true;
     scheduler_.remove(rt->id);
@@ -231,7 +262,8 @@ void Engine::dispatch_due() {
       scheduler_.schedule(id, rt->planned);
       continue;
     }
-    if (metrics_) metrics_->schedule_lag.Observe(std::chrono::duration<double>(now - planned).count());
+    if (metrics_)
+      metrics_->schedule_lag.Observe(std::chrono::duration<double>(now - planned).count());
     start_run(rt, true, nullptr, false);
   }
   arm_scheduler();
@@ -258,8 +290,9 @@ void Engine::start_run(const std::shared_ptr<ProbeRuntime>& rt, bool scheduled,
   run->backstop = loop_.add_timer(deadline + std::chrono::milliseconds(30), [this, run] {
     run->backstop = 0;
     if (run->done_called.exchange(true)) return;
-    complete(run, Outcome::failure(Reason::timeout, "no result within the timeout of " +
-                                                        std::to_string(run->rt->cfg.timeout.count()) + "ms"));
+    complete(run, Outcome::failure(Reason::timeout,
+                                   "no result within the timeout of " +
+                                       std::to_string(run->rt->cfg.timeout.count()) + "ms"));
   });
   Done done = [this, run](Outcome o) {
     if (run->done_called.exchange(true)) return;
@@ -355,13 +388,13 @@ void Engine::record(ProbeRuntime& rt, const Outcome& outcome, double duration) {
     if (up.value_or(false)) {
       spdlog::info("probe {} ({}) is UP", rt.cfg.name, rt.cfg.service);
     } else {
-      spdlog::warn("probe {} ({}) is DOWN: {}: {}", rt.cfg.name, rt.cfg.service, reason_name(outcome.reason),
-                   outcome.message);
+      spdlog::warn("probe {} ({}) is DOWN: {}: {}", rt.cfg.name, rt.cfg.service,
+                   reason_name(outcome.reason), outcome.message);
     }
   }
   if (!spdlog::should_log(spdlog::level::debug)) return;
-  spdlog::debug("probe {} run: {} in {:.3f}s{}{}", rt.cfg.name, outcome.ok ? "success" : "failure", duration,
-                outcome.ok ? "" : " reason=" + std::string(reason_name(outcome.reason)),
+  spdlog::debug("probe {} run: {} in {:.3f}s{}{}", rt.cfg.name, outcome.ok ? "success" : "failure",
+                duration, outcome.ok ? "" : " reason=" + std::string(reason_name(outcome.reason)),
                 outcome.message.empty() ? "" : " message=" + outcome.message);
 }
 
