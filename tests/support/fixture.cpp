@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -193,7 +194,29 @@ CommandResult run_command(const std::vector<std::string>& argv, std::chrono::mil
   } else {
     result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   }
+  expect_no_sanitizer_report(argv.empty() ? "" : argv[0], result.err);
   return result;
+}
+
+void expect_no_sanitizer_report(const std::string& process, const std::string& output) {
+  for (const char* marker :
+       {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error: "}) {
+    auto at = output.find(marker);
+    if (at == std::string::npos) continue;
+    auto from = output.rfind('\n', at);
+    ADD_FAILURE() << process << ": sanitizer report in its output:\n"
+                  << output.substr(from == std::string::npos ? 0 : from + 1, 4000);
+    return;
+  }
+}
+
+double time_scale() {
+  static const double scale = [] {
+    const char* env = std::getenv("PES_TEST_TIME_SCALE");
+    double v = env != nullptr ? std::strtod(env, nullptr) : 1.0;
+    return v >= 1.0 ? v : 1.0;
+  }();
+  return scale;
 }
 
 int free_port() {

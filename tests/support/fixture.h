@@ -77,9 +77,13 @@ struct CommandResult {
 };
 
 // Runs argv[0] with arguments (no shell), stdin from /dev/null, no inherited descriptors; kills
-// its process group after `timeout`.
+// its process group after `timeout`. A sanitizer report on its stderr fails the current test.
 CommandResult run_command(const std::vector<std::string>& argv,
                           std::chrono::milliseconds timeout = std::chrono::seconds(120));
+// Adds a GoogleTest failure quoting the report if `output` (a child's stderr or log) holds an
+// AddressSanitizer, LeakSanitizer or UndefinedBehaviorSanitizer report. run_command and
+// AgentProcess check their children with it: a sanitizer report in the agent fails the test.
+void expect_no_sanitizer_report(const std::string& process, const std::string& output);
 
 // A loopback port that is free for TCP and UDP now, below the ephemeral range, and reserved for
 // two minutes against the fixture scripts and other tests (same scheme as tests/fixtures/lib.sh).
@@ -90,6 +94,12 @@ std::string make_temp_dir(const std::string& prefix = "pes-test-");
 void write_file(const std::string& path, const std::string& content);
 // Reads a whole file; throws std::runtime_error on failure.
 std::string read_file(const std::string& path);
+// Factor for the slack of timing assertions (how long after a deadline a run may end, how fast
+// a fast failure must be): PES_TEST_TIME_SCALE, default 1. scripts/test-sanitizers.sh sets it
+// for the slower ASan/UBSan build; the deadlines under test are not scaled, only the slack.
+double time_scale();
+// `ms` of slack times time_scale(), e.g. EXPECT_LT(took, 500 + slack_ms(100)).
+inline double slack_ms(double ms) { return ms * time_scale(); }
 
 // A temp dir removed with its content when it goes out of scope.
 class TempDir {
