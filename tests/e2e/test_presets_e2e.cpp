@@ -34,29 +34,6 @@ struct Case {
   std::string message;  // exact (empty: not checked)
 };
 
-// The value of the first series line containing every one of `parts`, or NaN.
-double series_value(const std::string& exposition, const std::vector<std::string>& parts) {
-  std::istringstream in(exposition);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    bool all = true;
-    for (const auto& p : parts) all = all && line.find(p) != std::string::npos;
-    if (all) return std::strtod(line.c_str() + line.rfind(' ') + 1, nullptr);
-  }
-  return std::nan("");
-}
-
-bool wait_for_series(const AgentProcess& agent, const std::vector<std::string>& parts, double value,
-                     std::chrono::milliseconds timeout = 15s) {
-  const auto until = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < until) {
-    if (series_value(agent.metrics(), parts) == value) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return series_value(agent.metrics(), parts) == value;
-}
-
 class PresetsE2E : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -194,7 +171,7 @@ TEST_F(PresetsE2E, RunningAgentExportsThePresetMetrics) {
   AgentProcess agent(dir_.file("agent.yml"));
   for (const auto& c : cases())
     ASSERT_TRUE(
-        wait_for_series(agent, {"probe_success{", "probe=\"" + c.name + "\""}, c.ok ? 1 : 0))
+        wait_for_series(agent, {"probe_success{", "probe=\"" + c.name + "\""}, c.ok ? 1 : 0, 15s))
         << c.name << "\n"
         << agent.metrics() << agent.log();
   const std::string m = agent.metrics();
@@ -282,10 +259,10 @@ TEST_F(PresetsE2E, SsoChainIntoNextcloud) {
   // The running agent: passes while the issuer is up; when it goes away the token is revoked
   // and the chained probe fails with auth, naming the keycloak probe.
   AgentProcess agent(dir_.file("agent.yml"));
-  ASSERT_TRUE(wait_for_series(agent, {"probe_success{", "probe=\"nextcloud-sso\""}, 1))
+  ASSERT_TRUE(wait_for_series(agent, {"probe_success{", "probe=\"nextcloud-sso\""}, 1, 15s))
       << agent.metrics() << agent.log();
   oidc.kill(9);  // the issuer goes away (a crash: quicker than an orderly stop)
-  ASSERT_TRUE(wait_for_series(agent, {"probe_success{", "probe=\"nextcloud-sso\""}, 0))
+  ASSERT_TRUE(wait_for_series(agent, {"probe_success{", "probe=\"nextcloud-sso\""}, 0, 15s))
       << agent.metrics() << agent.log();
   const std::string m = agent.metrics();
   EXPECT_EQ(

@@ -20,29 +20,6 @@ namespace {
 using namespace pes::test;
 using namespace std::chrono_literals;
 
-// The value of the first series line containing every one of `parts`, or NaN.
-double series_value(const std::string& exposition, const std::vector<std::string>& parts) {
-  std::istringstream in(exposition);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    bool all = true;
-    for (const auto& p : parts) all = all && line.find(p) != std::string::npos;
-    if (all) return std::strtod(line.c_str() + line.rfind(' ') + 1, nullptr);
-  }
-  return std::nan("");
-}
-
-bool wait_for_series(const AgentProcess& agent, const std::vector<std::string>& parts, double value,
-                     std::chrono::milliseconds timeout = 15s) {
-  const auto until = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < until) {
-    if (series_value(agent.metrics(), parts) == value) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return series_value(agent.metrics(), parts) == value;
-}
-
 class SsoChainE2E : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {

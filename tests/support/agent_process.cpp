@@ -121,6 +121,28 @@ double AgentProcess::metric(const std::string& series) const {
   return metric_value(metrics(), series);
 }
 
+double series_value(const std::string& exposition, const std::vector<std::string>& parts) {
+  std::istringstream in(exposition);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    bool all = true;
+    for (const auto& p : parts) all = all && line.find(p) != std::string::npos;
+    if (all) return std::strtod(line.c_str() + line.rfind(' ') + 1, nullptr);
+  }
+  return std::nan("");
+}
+
+bool wait_for_series(const AgentProcess& agent, const std::vector<std::string>& parts, double value,
+                     std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    if (series_value(agent.metrics(), parts) == value) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return series_value(agent.metrics(), parts) == value;
+}
+
 bool AgentProcess::wait_for_metric(const std::string& series, double value,
                                    std::chrono::milliseconds timeout) const {
   auto until = std::chrono::steady_clock::now() + timeout;

@@ -17,7 +17,8 @@ struct HttpResult {
 };
 
 // A GET/POST with libcurl (optional basic auth "user:pass", CA file for https).
-HttpResult http_get(const std::string& url, const std::string& userpwd = "", const std::string& ca_file = "");
+HttpResult http_get(const std::string& url, const std::string& userpwd = "",
+                    const std::string& ca_file = "");
 HttpResult http_post(const std::string& url, const std::string& userpwd = "");
 
 class AgentProcess {
@@ -56,5 +57,13 @@ class AgentProcess {
 
 // Extracts the value of the first line starting with `series` from a text exposition.
 double metric_value(const std::string& exposition, const std::string& series);
+
+// The value of the first series line containing every one of `parts` (in any order), or NaN.
+double series_value(const std::string& exposition, const std::vector<std::string>& parts);
+
+// Polls the agent's /metrics until `series_value(parts) == value` or the timeout; returns the
+// final check.
+bool wait_for_series(const AgentProcess& agent, const std::vector<std::string>& parts, double value,
+                     std::chrono::milliseconds timeout = std::chrono::seconds(20));
 
 }  // namespace pes::test
