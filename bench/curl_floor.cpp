@@ -88,18 +88,21 @@ void write_stats(const std::string& path, const Counters& c) {
   auto at = std::chrono::duration_cast<std::chrono::microseconds>(
                 std::chrono::system_clock::now().time_since_epoch())
                 .count();
-  std::fprintf(f, "started=%llu done=%llu ok=%llu failed=%llu skipped=%llu late_p99_ms=%zu cpu_us=%lld user_us=%lld "
+  std::fprintf(f,
+               "started=%llu done=%llu ok=%llu failed=%llu skipped=%llu late_p99_ms=%zu "
+               "cpu_us=%lld user_us=%lld "
                "at_us=%lld\n",
-               c.started, c.done, c.ok, c.failed, c.skipped, p99, us(ru.ru_utime) + us(ru.ru_stime), us(ru.ru_utime),
-               static_cast<long long>(at));
+               c.started, c.done, c.ok, c.failed, c.skipped, p99, us(ru.ru_utime) + us(ru.ru_stime),
+               us(ru.ru_utime), static_cast<long long>(at));
   std::fclose(f);
   std::rename(tmp.c_str(), path.c_str());
 }
 
 [[noreturn]] void usage() {
-  std::fprintf(stderr,
-               "usage: curl_floor --urls FILE --interval-ms MS [--reuse] [--timeout-ms MS] [--expect TEXT] "
-               "[--stats FILE]\n");
+  std::fprintf(
+      stderr,
+      "usage: curl_floor --urls FILE --interval-ms MS [--reuse] [--timeout-ms MS] [--expect TEXT] "
+      "[--stats FILE]\n");
   std::exit(2);
 }
 
@@ -115,13 +118,20 @@ int main(int argc, char** argv) {
       if (i + 1 >= argc) usage();
       return argv[++i];
     };
-    if (a == "--urls") urls_file = next();
-    else if (a == "--interval-ms") interval_ms = std::atol(next().c_str());
-    else if (a == "--timeout-ms") timeout_ms = std::atol(next().c_str());
-    else if (a == "--stats") stats_file = next();
-    else if (a == "--expect") expect = next();
-    else if (a == "--reuse") reuse = true;
-    else usage();
+    if (a == "--urls")
+      urls_file = next();
+    else if (a == "--interval-ms")
+      interval_ms = std::atol(next().c_str());
+    else if (a == "--timeout-ms")
+      timeout_ms = std::atol(next().c_str());
+    else if (a == "--stats")
+      stats_file = next();
+    else if (a == "--expect")
+      expect = next();
+    else if (a == "--reuse")
+      reuse = true;
+    else
+      usage();
   }
   if (urls_file.empty() || interval_ms <= 0) usage();
   std::vector<std::string> urls;
@@ -187,7 +197,8 @@ int main(int argc, char** argv) {
         continue;
       }
       auto late = std::chrono::duration_cast<std::chrono::milliseconds>(now - d.at).count();
-      ++counters.late_ms_hist[std::min<size_t>(static_cast<size_t>(late), counters.late_ms_hist.size() - 1)];
+      ++counters.late_ms_hist[std::min<size_t>(static_cast<size_t>(late),
+                                               counters.late_ms_hist.size() - 1)];
       s.body.clear();
       s.busy = true;
       ++counters.started;
@@ -229,8 +240,10 @@ int main(int argc, char** argv) {
       ssize_t n;
       while ((n = read(g_sig_pipe[0], sigs, sizeof sigs)) > 0) {
         for (ssize_t i = 0; i < n; ++i) {
-          if (sigs[i] == SIGUSR1) write_stats(stats_file, counters);
-          else running = false;
+          if (sigs[i] == SIGUSR1)
+            write_stats(stats_file, counters);
+          else
+            running = false;
         }
       }
     }

@@ -12,16 +12,11 @@ namespace pes {
 
 std::span<const ProbeType> probe_types() {
   static const ProbeType kTypes[] = {
-      {"http", &HttpProbe::parse},
-      {"tcp", &TcpProbe::parse},
-      {"keycloak", &KeycloakProbe::parse},
-      {"postgres", &PostgresProbe::parse},
-      {"ldap", &LdapProbe::parse},
-      {"jitsi", &JitsiProbe::parse},
-      {"nextcloud", &parse_nextcloud_probe},
-      {"collabora", &parse_collabora_probe},
-      {"gitea", &parse_gitea_probe},
-      {"nexus", &parse_nexus_probe},
+      {"http", &HttpProbe::parse},           {"tcp", &TcpProbe::parse},
+      {"keycloak", &KeycloakProbe::parse},   {"postgres", &PostgresProbe::parse},
+      {"ldap", &LdapProbe::parse},           {"jitsi", &JitsiProbe::parse},
+      {"nextcloud", &parse_nextcloud_probe}, {"collabora", &parse_collabora_probe},
+      {"gitea", &parse_gitea_probe},         {"nexus", &parse_nexus_probe},
       {"moodle", &parse_moodle_probe},
   };
   return kTypes;

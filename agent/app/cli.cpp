@@ -23,11 +23,13 @@ constexpr int kNagiosUnknown = 3;
 int check_config(const std::string& file) {
   try {
     auto cfg = load_config(file, probe_types());
-    std::cout << file << ": OK, " << cfg->probes.size() << " probe" << (cfg->probes.size() == 1 ? "" : "s") << "\n";
+    std::cout << file << ": OK, " << cfg->probes.size() << " probe"
+              << (cfg->probes.size() == 1 ? "" : "s") << "\n";
     return 0;
   } catch (const ConfigError& e) {
     for (const auto& issue : e.issues()) std::cerr << issue.str() << "\n";
-    std::cerr << file << ": " << e.issues().size() << " error" << (e.issues().size() == 1 ? "" : "s") << "\n";
+    std::cerr << file << ": " << e.issues().size() << " error"
+              << (e.issues().size() == 1 ? "" : "s") << "\n";
     return 1;
   }
 }
@@ -54,7 +56,8 @@ int probe_once(const std::string& file, const std::string& name, const std::stri
   for (const auto& source : pc->probe->token_sources()) {
     auto r = engine.run_now(source, false);
     if (!r.outcome.ok)
-      spdlog::warn("token source {} failed: {}: {}", source, reason_name(r.outcome.reason), r.outcome.message);
+      spdlog::warn("token source {} failed: {}: {}", source, reason_name(r.outcome.reason),
+                   r.outcome.message);
   }
   auto result = engine.run_now(name, false);
   engine.stop();
@@ -89,8 +92,8 @@ int probe_once(const std::string& file, const std::string& name, const std::stri
     if (o.ok) {
       std::cout << "OK - " << pc->name << " (" << pc->type << ") " << pc->target << " in " << dur;
     } else {
-      std::cout << "CRITICAL - " << pc->name << " (" << pc->type << ") " << pc->target << ": " << reason_name(o.reason)
-                << ": " << o.message;
+      std::cout << "CRITICAL - " << pc->name << " (" << pc->type << ") " << pc->target << ": "
+                << reason_name(o.reason) << ": " << o.message;
     }
     std::cout << " | duration=" << dur << "\n";
   }
@@ -136,7 +139,8 @@ int run_agent(const AgentOptions& options) {
 }  // namespace
 
 int run_cli(int argc, char** argv) {
-  CLI::App app{"pes-agent: health checks for the PES collaboration platform, exported to Prometheus"};
+  CLI::App app{
+      "pes-agent: health checks for the PES collaboration platform, exported to Prometheus"};
   app.set_version_flag("--version", std::string("pes-agent ") + PES_VERSION);
   AgentOptions options;
   std::string log_level = "info";
@@ -148,12 +152,14 @@ int run_cli(int argc, char** argv) {
   app.add_option("--log.format", log_format, "text or json")->capture_default_str();
 
   std::string check_file;
-  auto* check = app.add_subcommand("check-config", "Validate a configuration file, print every error");
+  auto* check =
+      app.add_subcommand("check-config", "Validate a configuration file, print every error");
   check->add_option("file", check_file, "Configuration file")->required();
 
   std::string probe_name;
   std::string probe_format = "text";
-  auto* probe = app.add_subcommand("probe", "Run one configured probe once (exit 0 ok, 2 failed, 3 could not run)");
+  auto* probe = app.add_subcommand(
+      "probe", "Run one configured probe once (exit 0 ok, 2 failed, 3 could not run)");
   probe->add_option("name", probe_name, "Probe name")->required();
   probe->add_option("--format", probe_format, "text, prometheus or json")
       ->check(CLI::IsMember({"text", "prometheus", "json"}));

@@ -21,13 +21,14 @@ bool valid_name(const std::string& s) {
 bool valid_label_name(const std::string& s) {
   if (s.empty() || (s[0] >= '0' && s[0] <= '9') || s.rfind("__", 0) == 0) return false;
   for (char c : s)
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) return false;
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'))
+      return false;
   return true;
 }
 
-const std::set<std::string> kReservedLabels = {"probe", "service", "type", "reason", "result", "target",
-                                               "depends_on", "phase", "step", "component", "le", "job",
-                                               "instance", "check", "version"};
+const std::set<std::string> kReservedLabels = {
+    "probe", "service",   "type", "reason", "result",   "target", "depends_on", "phase",
+    "step",  "component", "le",   "job",    "instance", "check",  "version"};
 
 struct GlobalDefaults {
   std::chrono::milliseconds interval{30000};
@@ -97,7 +98,8 @@ std::shared_ptr<const Config> parse_config(const std::string& text, const std::s
     throw ConfigError(ctx.issues());
   }
   if (!root.IsDefined() || root.IsNull()) {
-    ctx.error(YAML::Mark::null_mark(), "", "the configuration is empty (expected `global:` and `probes:`)");
+    ctx.error(YAML::Mark::null_mark(), "",
+              "the configuration is empty (expected `global:` and `probes:`)");
     throw ConfigError(ctx.issues());
   }
 
@@ -108,17 +110,22 @@ std::shared_ptr<const Config> parse_config(const std::string& text, const std::s
       auto gs = top.sub("global");
       if (auto v = gs.duration("interval")) g.interval = *v;
       if (auto v = gs.duration("timeout")) g.timeout = *v;
-      if (auto v = gs.integer("failure_threshold", 1, 1000)) g.failure_threshold = static_cast<int>(*v);
-      if (auto v = gs.integer("success_threshold", 1, 1000)) g.success_threshold = static_cast<int>(*v);
-      if (g.interval < std::chrono::milliseconds(100)) gs.error("interval", "must be at least 100ms");
+      if (auto v = gs.integer("failure_threshold", 1, 1000))
+        g.failure_threshold = static_cast<int>(*v);
+      if (auto v = gs.integer("success_threshold", 1, 1000))
+        g.success_threshold = static_cast<int>(*v);
+      if (g.interval < std::chrono::milliseconds(100))
+        gs.error("interval", "must be at least 100ms");
       if (g.timeout <= std::chrono::milliseconds(0)) gs.error("timeout", "must be greater than 0");
       if (g.timeout > g.interval)
         gs.error("timeout", "timeout " + format_duration(g.timeout) + " is greater than interval " +
                                 format_duration(g.interval));
       cfg->labels = gs.str_map("labels");
       for (const auto& [k, v] : cfg->labels) {
-        if (!valid_label_name(k)) gs.error("labels", "invalid label name \"" + k + "\"");
-        else if (kReservedLabels.count(k)) gs.error("labels", "label name \"" + k + "\" is reserved by the agent");
+        if (!valid_label_name(k))
+          gs.error("labels", "invalid label name \"" + k + "\"");
+        else if (kReservedLabels.count(k))
+          gs.error("labels", "label name \"" + k + "\" is reserved by the agent");
       }
     }
     cfg->interval = g.interval;
@@ -137,7 +144,8 @@ std::shared_ptr<const Config> parse_config(const std::string& text, const std::s
                  "tls_cert_file and tls_key_file must be given together");
       for (const auto& [user, hash] : cfg->web.basic_auth_users)
         if (hash.rfind("$2", 0) != 0)
-          ws.error("basic_auth_users", "password of user \"" + user + "\" must be a bcrypt hash ($2y$...)");
+          ws.error("basic_auth_users",
+                   "password of user \"" + user + "\" must be a bcrypt hash ($2y$...)");
       ctx.take_fingerprint();
     }
 
@@ -164,7 +172,8 @@ std::shared_ptr<const Config> parse_config(const std::string& text, const std::s
         auto name = ps.str("name", Section::required);
         if (name) {
           if (!valid_name(*name)) {
-            ps.error("name", "must match [a-z0-9_-]+ (at most 128 characters), got \"" + *name + "\"");
+            ps.error("name",
+                     "must match [a-z0-9_-]+ (at most 128 characters), got \"" + *name + "\"");
           } else if (marks.count(*name)) {
             auto first = marks[*name];
             ps.error("name", "duplicate probe name \"" + *name + "\" (first defined at line " +
@@ -181,13 +190,17 @@ std::shared_ptr<const Config> parse_config(const std::string& text, const std::s
         bool has_interval = ps.has("interval");
         if (auto v = ps.duration("interval")) pc.interval = *v;
         if (auto v = ps.duration("timeout")) pc.timeout = *v;
-        if (auto v = ps.integer("failure_threshold", 1, 1000)) pc.failure_threshold = static_cast<int>(*v);
-        if (auto v = ps.integer("success_threshold", 1, 1000)) pc.success_threshold = static_cast<int>(*v);
-        if (pc.interval < std::chrono::milliseconds(100)) ps.error("interval", "must be at least 100ms");
-        if (pc.timeout <= std::chrono::milliseconds(0)) ps.error("timeout", "must be greater than 0");
+        if (auto v = ps.integer("failure_threshold", 1, 1000))
+          pc.failure_threshold = static_cast<int>(*v);
+        if (auto v = ps.integer("success_threshold", 1, 1000))
+          pc.success_threshold = static_cast<int>(*v);
+        if (pc.interval < std::chrono::milliseconds(100))
+          ps.error("interval", "must be at least 100ms");
+        if (pc.timeout <= std::chrono::milliseconds(0))
+          ps.error("timeout", "must be greater than 0");
         if (pc.timeout > pc.interval) {
-          std::string msg = "timeout " + format_duration(pc.timeout) + " is greater than interval " +
-                            format_duration(pc.interval);
+          std::string msg = "timeout " + format_duration(pc.timeout) +
+                            " is greater than interval " + format_duration(pc.interval);
           ps.error(ps.has("timeout") || !has_interval ? "timeout" : "interval", msg);
         }
         pc.depends_on = ps.str_list("depends_on");
@@ -234,17 +247,20 @@ std::shared_ptr<const Config> parse_config(const std::string& text, const std::s
       }
     }
 
-    // Cross-probe checks: depends_on and references (bearer_from) name existing probes of the right type.
+    // Cross-probe checks: depends_on and references (bearer_from) name existing probes of the right
+    // type.
     for (const auto& [deps, where] : dep_refs)
       for (const auto& d : deps)
-        if (!marks.count(d)) ctx.error(where.first, where.second, "depends on unknown probe \"" + d + "\"");
+        if (!marks.count(d))
+          ctx.error(where.first, where.second, "depends on unknown probe \"" + d + "\"");
     for (const auto& ref : ctx.references()) {
       const ProbeConfig* target = cfg->find(ref.name);
       if (!target || !marks.count(ref.name)) {
         ctx.error(ref.mark, ref.path, "names unknown probe \"" + ref.name + "\"");
       } else if (!ref.required_type.empty() && target->type != ref.required_type) {
-        ctx.error(ref.mark, ref.path,
-                  "probe \"" + ref.name + "\" has type " + target->type + ", not " + ref.required_type);
+        ctx.error(
+            ref.mark, ref.path,
+            "probe \"" + ref.name + "\" has type " + target->type + ", not " + ref.required_type);
       }
     }
     check_cycles(ctx, *cfg, dep_where);
@@ -256,7 +272,8 @@ std::shared_ptr<const Config> parse_config(const std::string& text, const std::s
   return cfg;
 }
 
-std::shared_ptr<const Config> load_config(const std::string& path, std::span<const ProbeType> types) {
+std::shared_ptr<const Config> load_config(const std::string& path,
+                                          std::span<const ProbeType> types) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     ConfigIssue issue;

@@ -52,6 +52,7 @@ struct Config {
 std::shared_ptr<const Config> parse_config(const std::string& text, const std::string& file,
                                            std::span<const ProbeType> types);
 // Reads and parses a file. Throws ConfigError (also when the file cannot be read).
-std::shared_ptr<const Config> load_config(const std::string& path, std::span<const ProbeType> types);
+std::shared_ptr<const Config> load_config(const std::string& path,
+                                          std::span<const ProbeType> types);
 
 }  // namespace pes

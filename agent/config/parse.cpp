@@ -1,6 +1,8 @@
 #include "agent/config/parse.h"
 
 #include <curl/curl.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -8,10 +10,6 @@
 #include <fstream>
 #include <limits>
 #include <sstream>
-
-#include <unistd.h>
-
-#include <spdlog/spdlog.h>
 
 #include "agent/core/duration.h"
 
@@ -151,7 +149,9 @@ Section::~Section() {
   }
 }
 
-std::string Section::path_of(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
+std::string Section::path_of(const std::string& key) const {
+  return path_.empty() ? key : path_ + "." + key;
+}
 
 bool Section::has(const std::string& key) {
   auto n = get(key);
@@ -161,7 +161,8 @@ bool Section::has(const std::string& key) {
 YAML::Node Section::get(const std::string& key) {
   known_.insert(key);
   if (!valid_ || !node_.IsDefined() || !node_.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
-  // Iterate instead of operator[] so that a const lookup never inserts and the first of duplicates wins.
+  // Iterate instead of operator[] so that a const lookup never inserts and the first of duplicates
+  // wins.
   for (const auto& kv : node_)
     if (kv.first.IsScalar() && kv.first.Scalar() == key) return kv.second;
   return YAML::Node(YAML::NodeType::Undefined);
@@ -214,7 +215,8 @@ std::optional<std::chrono::milliseconds> Section::duration(const std::string& ke
   return d;
 }
 
-std::optional<int64_t> Section::integer(const std::string& key, int64_t min, int64_t max, Need need) {
+std::optional<int64_t> Section::integer(const std::string& key, int64_t min, int64_t max,
+                                        Need need) {
   auto v = scalar(key, need);
   if (!v) return std::nullopt;
   auto mark = get(key).Mark();
@@ -226,8 +228,9 @@ std::optional<int64_t> Section::integer(const std::string& key, int64_t min, int
     return std::nullopt;
   }
   if (n < min || n > max) {
-    ctx_->error(mark, path_of(key),
-                "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " + *v);
+    ctx_->error(
+        mark, path_of(key),
+        "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " + *v);
     return std::nullopt;
   }
   ctx_->fingerprint(path_of(key), *v);
@@ -291,7 +294,8 @@ std::vector<std::string> Section::str_list(const std::string& key) {
   return out;
 }
 
-std::vector<std::pair<std::string, std::string>> Section::str_map(const std::string& key, Kind kind) {
+std::vector<std::pair<std::string, std::string>> Section::str_map(const std::string& key,
+                                                                  Kind kind) {
   std::vector<std::pair<std::string, std::string>> out;
   auto n = get(key);
   if (!n.IsDefined() || n.IsNull()) return out;
@@ -327,14 +331,16 @@ std::vector<std::pair<std::string, std::string>> Section::str_map(const std::str
 Section Section::sub(const std::string& key) { return Section(*ctx_, get(key), path_of(key)); }
 
 namespace {
-// Counts nodes up to `limit` (aliases count every time they are used, as a consumer would see them).
+// Counts nodes up to `limit` (aliases count every time they are used, as a consumer would see
+// them).
 bool within(const YAML::Node& n, size_t& budget, int depth) {
   if (budget == 0 || depth > 64) return false;
   --budget;
   if (n.IsSequence() || n.IsMap()) {
     for (const auto& child : n) {
       if (n.IsMap()) {
-        if (!within(child.first, budget, depth + 1) || !within(child.second, budget, depth + 1)) return false;
+        if (!within(child.first, budget, depth + 1) || !within(child.second, budget, depth + 1))
+          return false;
       } else if (!within(child, budget, depth + 1)) {
         return false;
       }
@@ -359,7 +365,8 @@ YAML::Node Section::raw(const std::string& key, size_t max_nodes) {
   return n;
 }
 
-bool Section::one_of(const std::string& key, const std::string& value, std::initializer_list<const char*> choices) {
+bool Section::one_of(const std::string& key, const std::string& value,
+                     std::initializer_list<const char*> choices) {
   std::string list;
   for (const char* c : choices) {
     if (value == c) return true;
@@ -379,23 +386,28 @@ TlsOptions Section::tls(const std::string& key) {
   t.server_name = s.str_or("server_name", "");
   t.insecure_skip_verify = s.boolean("insecure_skip_verify").value_or(false);
   if (t.insecure_skip_verify)
-    spdlog::warn("{}: {}.insecure_skip_verify is true: certificates of this target are NOT verified",
-                 ctx_->file(), path_of(key));
+    spdlog::warn(
+        "{}: {}.insecure_skip_verify is true: certificates of this target are NOT verified",
+        ctx_->file(), path_of(key));
   for (const char* f : {"ca_file", "cert_file", "key_file"}) {
     auto v = s.str(f);
-    if (v && !v->empty() && access(v->c_str(), R_OK) != 0) s.error(f, "cannot read file \"" + *v + "\"");
+    if (v && !v->empty() && access(v->c_str(), R_OK) != 0)
+      s.error(f, "cannot read file \"" + *v + "\"");
   }
   if (t.cert_file.empty() != t.key_file.empty())
-    s.error(t.cert_file.empty() ? "cert_file" : "key_file", "cert_file and key_file must be given together");
+    s.error(t.cert_file.empty() ? "cert_file" : "key_file",
+            "cert_file and key_file must be given together");
   return t;
 }
 
-bool Section::check_url(const std::string& key, const std::string& url, std::initializer_list<const char*> schemes) {
+bool Section::check_url(const std::string& key, const std::string& url,
+                        std::initializer_list<const char*> schemes) {
   struct UrlDeleter {
     void operator()(CURLU* u) const { curl_url_cleanup(u); }
   };
   std::unique_ptr<CURLU, UrlDeleter> u(curl_url());
-  if (!u || curl_url_set(u.get(), CURLUPART_URL, url.c_str(), CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK) {
+  if (!u ||
+      curl_url_set(u.get(), CURLUPART_URL, url.c_str(), CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK) {
     error(key, "invalid URL \"" + strip_userinfo(url) + "\"");
     return false;
   }

@@ -1,5 +1,6 @@
 // Reading YAML into typed configuration with file:line:column errors for every problem found.
-// Probe types use Section to read their own config section; unknown keys are reported automatically.
+// Probe types use Section to read their own config section; unknown keys are reported
+// automatically.
 #pragma once
 
 #include <yaml-cpp/yaml.h>
@@ -50,7 +51,8 @@ struct ProbeReference {
 // State shared by one load: the file name, issues found so far, secrets seen, references to check.
 class ParseContext {
  public:
-  explicit ParseContext(std::string file, std::shared_ptr<Redactor> redactor = std::make_shared<Redactor>());
+  explicit ParseContext(std::string file,
+                        std::shared_ptr<Redactor> redactor = std::make_shared<Redactor>());
 
   void error(const YAML::Mark& mark, const std::string& path, std::string message);
   const std::vector<ConfigIssue>& issues() const { return issues_; }
@@ -59,9 +61,11 @@ class ParseContext {
   std::shared_ptr<Redactor> shared_redactor() { return redactor_; }
 
   // Expands ${env:NAME} and ${file:/path} (trailing newline stripped); expanded values are secrets.
-  std::optional<std::string> expand(const std::string& raw, const YAML::Mark& mark, const std::string& path);
+  std::optional<std::string> expand(const std::string& raw, const YAML::Mark& mark,
+                                    const std::string& path);
 
-  // Adds a resolved value to the fingerprint of the probe being read (reload keeps unchanged probes).
+  // Adds a resolved value to the fingerprint of the probe being read (reload keeps unchanged
+  // probes).
   void fingerprint(const std::string& path, const std::string& value);
   std::string take_fingerprint() { return std::exchange(fingerprint_, {}); }
 
@@ -100,24 +104,29 @@ class Section {
   std::optional<std::string> str(const std::string& key, Need need = optional, Kind kind = plain);
   std::string str_or(const std::string& key, std::string fallback, Kind kind = plain);
   std::optional<std::chrono::milliseconds> duration(const std::string& key, Need need = optional);
-  std::optional<int64_t> integer(const std::string& key, int64_t min, int64_t max, Need need = optional);
-  std::optional<double> number(const std::string& key, double min, double max, Need need = optional);
+  std::optional<int64_t> integer(const std::string& key, int64_t min, int64_t max,
+                                 Need need = optional);
+  std::optional<double> number(const std::string& key, double min, double max,
+                               Need need = optional);
   std::optional<bool> boolean(const std::string& key);
   std::vector<std::string> str_list(const std::string& key);
-  std::vector<std::pair<std::string, std::string>> str_map(const std::string& key, Kind kind = plain);
+  std::vector<std::pair<std::string, std::string>> str_map(const std::string& key,
+                                                           Kind kind = plain);
   // A nested mapping; an absent key gives an empty (not present) section.
   Section sub(const std::string& key);
   // The raw node (marked known), for values with shapes of their own; undefined when absent.
   // Values larger than max_nodes (counting alias uses) are refused with an error.
   YAML::Node raw(const std::string& key, size_t max_nodes = 10000);
   // Checks that a value is one of `choices`; reports an error naming them otherwise.
-  bool one_of(const std::string& key, const std::string& value, std::initializer_list<const char*> choices);
+  bool one_of(const std::string& key, const std::string& value,
+              std::initializer_list<const char*> choices);
   void error(const std::string& key, std::string message);
 
   // Common blocks.
   TlsOptions tls(const std::string& key = "tls");
   // Validates an http(s) URL; reports at `key`.
-  bool check_url(const std::string& key, const std::string& url, std::initializer_list<const char*> schemes);
+  bool check_url(const std::string& key, const std::string& url,
+                 std::initializer_list<const char*> schemes);
 
  private:
   YAML::Node get(const std::string& key);

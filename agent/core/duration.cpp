@@ -65,7 +65,8 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text, s
       return std::nullopt;
     }
     if (rank < next_rank) {
-      fail(error, "invalid duration \"" + std::string(text) + "\": units must be in decreasing order and not repeat");
+      fail(error, "invalid duration \"" + std::string(text) +
+                      "\": units must be in decreasing order and not repeat");
       return std::nullopt;
     }
     next_rank = rank + 1;

@@ -43,7 +43,8 @@ struct HttpResponse {
   Reason reason = Reason::none;
   std::string error;
   long status = 0;
-  std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased, last response only
+  std::vector<std::pair<std::string, std::string>>
+      headers;  // names lower-cased, last response only
   std::string body;
   int64_t content_length = -1;  // from the header, -1 when absent
   HttpPhases phases;

@@ -15,11 +15,21 @@ std::string json_escape(std::string_view s) {
   out.reserve(s.size() + 2);
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];
@@ -40,28 +50,38 @@ class JsonFormatter : public spdlog::formatter {
  public:
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
     auto t = std::chrono::system_clock::to_time_t(msg.time);
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(msg.time.time_since_epoch()).count() % 1000;
+    auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(msg.time.time_since_epoch()).count() %
+        1000;
     struct tm tm {};
     gmtime_r(&t, &tm);
     char ts[96];
-    std::snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
-    std::string line = std::string("{\"ts\":\"") + ts + "\",\"level\":\"" +
-                       std::string(spdlog::level::to_string_view(msg.level).data()) + "\",\"msg\":\"" +
-                       json_escape(std::string_view(msg.payload.data(), msg.payload.size())) + "\"}\n";
+    std::snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                  static_cast<int>(ms));
+    std::string line =
+        std::string("{\"ts\":\"") + ts + "\",\"level\":\"" +
+        std::string(spdlog::level::to_string_view(msg.level).data()) + "\",\"msg\":\"" +
+        json_escape(std::string_view(msg.payload.data(), msg.payload.size())) + "\"}\n";
     dest.append(line.data(), line.data() + line.size());
   }
-  std::unique_ptr<spdlog::formatter> clone() const override { return std::make_unique<JsonFormatter>(); }
+  std::unique_ptr<spdlog::formatter> clone() const override {
+    return std::make_unique<JsonFormatter>();
+  }
 };
 
 }  // namespace
 
 bool setup_logging(const std::string& level, const std::string& format, std::string* error) {
   spdlog::level::level_enum lvl;
-  if (level == "debug") lvl = spdlog::level::debug;
-  else if (level == "info") lvl = spdlog::level::info;
-  else if (level == "warn") lvl = spdlog::level::warn;
-  else if (level == "error") lvl = spdlog::level::err;
+  if (level == "debug")
+    lvl = spdlog::level::debug;
+  else if (level == "info")
+    lvl = spdlog::level::info;
+  else if (level == "warn")
+    lvl = spdlog::level::warn;
+  else if (level == "error")
+    lvl = spdlog::level::err;
   else {
     if (error) *error = "unknown log level \"" + level + "\" (debug, info, warn, error)";
     return false;
@@ -70,7 +90,8 @@ bool setup_logging(const std::string& level, const std::string& format, std::str
     if (error) *error = "unknown log format \"" + format + "\" (text, json)";
     return false;
   }
-  auto logger = std::make_shared<spdlog::logger>("pes", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto logger =
+      std::make_shared<spdlog::logger>("pes", std::make_shared<spdlog::sinks::stderr_sink_mt>());
   if (format == "json") {
     logger->set_formatter(std::make_unique<JsonFormatter>());
   } else {

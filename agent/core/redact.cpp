@@ -9,7 +9,8 @@
 namespace pes {
 
 void Redactor::add(std::string secret) {
-  // Very short values would redact ordinary words; secrets of 1-3 characters are not secrets anyway.
+  // Very short values would redact ordinary words; secrets of 1-3 characters are not secrets
+  // anyway.
   if (secret.size() < 4) return;
   std::lock_guard lock(mu_);
   secrets_.insert(std::move(secret));
@@ -57,7 +58,8 @@ std::string strip_userinfo(std::string_view url) {
   };
   std::unique_ptr<CURLU, UrlDeleter> u(curl_url());
   std::string in(url);
-  if (u && curl_url_set(u.get(), CURLUPART_URL, in.c_str(), CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK) {
+  if (u &&
+      curl_url_set(u.get(), CURLUPART_URL, in.c_str(), CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK) {
     curl_url_set(u.get(), CURLUPART_USER, nullptr, 0);
     curl_url_set(u.get(), CURLUPART_PASSWORD, nullptr, 0);
     curl_url_set(u.get(), CURLUPART_OPTIONS, nullptr, 0);

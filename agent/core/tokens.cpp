@@ -2,7 +2,8 @@
 
 namespace pes {
 
-void TokenStore::publish(const std::string& probe, std::string token, SysClock::time_point expires) {
+void TokenStore::publish(const std::string& probe, std::string token,
+                         SysClock::time_point expires) {
   std::lock_guard lock(mu_);
   tokens_[probe] = Entry{std::move(token), expires};
 }

@@ -18,7 +18,8 @@ class TokenStore {
   // Removes the token of a probe whose last run failed: the chain is broken, say so.
   void revoke(const std::string& probe);
   // The token if one is held and not within `margin` of its expiry.
-  std::optional<std::string> get(const std::string& probe, SysClock::time_point now = SysClock::now(),
+  std::optional<std::string> get(const std::string& probe,
+                                 SysClock::time_point now = SysClock::now(),
                                  std::chrono::seconds margin = std::chrono::seconds(5)) const;
 
  private:

@@ -14,7 +14,19 @@ using Clock = std::chrono::steady_clock;
 using Millis = std::chrono::milliseconds;
 
 // Why a run failed (CONTRACT.md §4). `none` only for successful runs.
-enum class Reason { none, timeout, dns, connect, tls, http_status, assertion, auth, protocol, config, internal };
+enum class Reason {
+  none,
+  timeout,
+  dns,
+  connect,
+  tls,
+  http_status,
+  assertion,
+  auth,
+  protocol,
+  config,
+  internal
+};
 
 std::string_view reason_name(Reason r);
 
@@ -36,8 +48,12 @@ struct Outcome {
   std::string message;  // human words, secrets already redacted by the engine before export
   std::vector<Sample> samples;
 
-  static Outcome success(std::string msg = {}) { return Outcome{true, Reason::none, std::move(msg), {}}; }
-  static Outcome failure(Reason r, std::string msg) { return Outcome{false, r, std::move(msg), {}}; }
+  static Outcome success(std::string msg = {}) {
+    return Outcome{true, Reason::none, std::move(msg), {}};
+  }
+  static Outcome failure(Reason r, std::string msg) {
+    return Outcome{false, r, std::move(msg), {}};
+  }
   Outcome& add(std::string name, const char* help, double value, Labels labels = {}) {
     samples.push_back(Sample{std::move(name), help, std::move(labels), value});
     return *this;

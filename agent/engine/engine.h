@@ -41,7 +41,9 @@ struct RunRecord {
 // by `mu` and read by scrapes and the status page.
 struct ProbeRuntime {
   ProbeRuntime(uint64_t id, ProbeConfig cfg)
-      : id(id), cfg(std::move(cfg)), state(this->cfg.failure_threshold, this->cfg.success_threshold) {}
+      : id(id),
+        cfg(std::move(cfg)),
+        state(this->cfg.failure_threshold, this->cfg.success_threshold) {}
 
   const uint64_t id;
   ProbeConfig cfg;

@@ -22,13 +22,16 @@ using Slist = std::unique_ptr<curl_slist, SlistDeleter>;
 
 Reason reason_for(CURLcode code) {
   switch (code) {
-    case CURLE_OPERATION_TIMEDOUT: return Reason::timeout;
+    case CURLE_OPERATION_TIMEDOUT:
+      return Reason::timeout;
     case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY: return Reason::dns;
+    case CURLE_COULDNT_RESOLVE_PROXY:
+      return Reason::dns;
     case CURLE_COULDNT_CONNECT:
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:
-    case CURLE_GOT_NOTHING: return Reason::connect;
+    case CURLE_GOT_NOTHING:
+      return Reason::connect;
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CERTPROBLEM:
@@ -39,13 +42,19 @@ Reason reason_for(CURLcode code) {
     case CURLE_SSL_INVALIDCERTSTATUS:
     case CURLE_SSL_ENGINE_INITFAILED:
     case CURLE_SSL_CRL_BADFILE:
-    case CURLE_USE_SSL_FAILED: return Reason::tls;
-    case CURLE_URL_MALFORMAT: return Reason::config;
-    // Also "Received HTTP/0.9 when not allowed": the peer does not speak HTTP (URLs are validated at load).
-    case CURLE_UNSUPPORTED_PROTOCOL: return Reason::protocol;
+    case CURLE_USE_SSL_FAILED:
+      return Reason::tls;
+    case CURLE_URL_MALFORMAT:
+      return Reason::config;
+    // Also "Received HTTP/0.9 when not allowed": the peer does not speak HTTP (URLs are validated
+    // at load).
+    case CURLE_UNSUPPORTED_PROTOCOL:
+      return Reason::protocol;
     case CURLE_OUT_OF_MEMORY:
-    case CURLE_FAILED_INIT: return Reason::internal;
-    default: return Reason::protocol;
+    case CURLE_FAILED_INIT:
+      return Reason::internal;
+    default:
+      return Reason::protocol;
   }
 }
 
@@ -243,7 +252,8 @@ void EventLoop::run() {
       std::lock_guard lock(post_mu_);
       if (!posted_.empty()) wait_ms = 0;
     }
-    int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), static_cast<int>(wait_ms));
+    int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()),
+                       static_cast<int>(wait_ms));
     for (int i = 0; i < n; ++i) {
       int fd = events[i].data.fd;
       if (fd == wake_fd_) {
@@ -274,7 +284,8 @@ void EventLoop::check_multi_info() {
   }
 }
 
-EventLoop::HttpId EventLoop::start_http(const HttpRequest& req, Clock::time_point deadline, HttpDone done) {
+EventLoop::HttpId EventLoop::start_http(const HttpRequest& req, Clock::time_point deadline,
+                                        HttpDone done) {
   assert(in_loop() || !running_);
   auto t = std::make_unique<Transfer>();
   t->id = next_http_id_++;
@@ -439,7 +450,8 @@ void EventLoop::finish(CURL* easy, CURLcode code) {
   r.content_length = cl;
   curl_easy_getinfo(easy, CURLINFO_REDIRECT_COUNT, &r.redirects);
   char* eff = nullptr;
-  if (curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &eff) == CURLE_OK && eff) r.effective_url = eff;
+  if (curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &eff) == CURLE_OK && eff)
+    r.effective_url = eff;
   curl_certinfo* ci = nullptr;
   if (curl_easy_getinfo(easy, CURLINFO_CERTINFO, &ci) == CURLE_OK && ci) {
     for (int i = 0; i < ci->num_of_certs; ++i) {
@@ -459,7 +471,8 @@ void EventLoop::finish(CURL* easy, CURLcode code) {
   } else {
     r.reason = reason_for(code);
     r.error = tr->errbuf[0] ? tr->errbuf : curl_easy_strerror(code);
-    if (code == CURLE_TOO_MANY_REDIRECTS) r.error = "too many redirects (more than the allowed maximum)";
+    if (code == CURLE_TOO_MANY_REDIRECTS)
+      r.error = "too many redirects (more than the allowed maximum)";
   }
   if (idle_handles_.size() < 256) {
     idle_handles_.push_back(easy);

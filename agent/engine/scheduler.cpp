@@ -40,20 +40,24 @@ std::vector<std::pair<uint64_t, Clock::time_point>> Scheduler::pop_due(Clock::ti
   return out;
 }
 
-Clock::time_point first_due(Clock::time_point now, std::chrono::milliseconds interval, std::mt19937_64& rng) {
-  auto span = std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::microseconds>(interval).count());
+Clock::time_point first_due(Clock::time_point now, std::chrono::milliseconds interval,
+                            std::mt19937_64& rng) {
+  auto span =
+      std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::microseconds>(interval).count());
   std::uniform_int_distribution<int64_t> dist(0, span - 1);
   return now + std::chrono::microseconds(dist(rng));
 }
 
-std::chrono::milliseconds edge_interval(std::chrono::milliseconds interval, std::chrono::milliseconds timeout) {
+std::chrono::milliseconds edge_interval(std::chrono::milliseconds interval,
+                                        std::chrono::milliseconds timeout) {
   auto quarter = interval / 4;
   auto edge = std::max({quarter, timeout, std::chrono::milliseconds(1000)});
   return std::min(edge, interval);
 }
 
-Clock::time_point next_due(Clock::time_point planned, Clock::time_point now, std::chrono::milliseconds interval,
-                           std::chrono::milliseconds timeout, bool change_pending) {
+Clock::time_point next_due(Clock::time_point planned, Clock::time_point now,
+                           std::chrono::milliseconds interval, std::chrono::milliseconds timeout,
+                           bool change_pending) {
   auto step = change_pending ? edge_interval(interval, timeout) : interval;
   auto next = planned + step;
   if (next < now) {
@@ -71,8 +75,10 @@ bool ThresholdState::certain(Reason r) {
     case Reason::assertion:
     case Reason::auth:
     case Reason::tls:
-    case Reason::config: return true;
-    default: return false;
+    case Reason::config:
+      return true;
+    default:
+      return false;
   }
 }
 

@@ -20,7 +20,7 @@ class Scheduler {
   void schedule(uint64_t id, Clock::time_point due);
   void remove(uint64_t id);
   bool contains(uint64_t id) const { return due_.count(id) != 0; }
-  std::optional<Clock::time_point> next_due() ;
+  std::optional<Clock::time_point> next_due();
   // Removes and returns every id due at or before `now`, earliest first.
   std::vector<std::pair<uint64_t, Clock::time_point>> pop_due(Clock::time_point now);
   size_t size() const { return due_.size(); }
@@ -39,15 +39,18 @@ class Scheduler {
 };
 
 // A uniformly spread first run in [now, now + interval): no thundering herd at start or reload.
-Clock::time_point first_due(Clock::time_point now, std::chrono::milliseconds interval, std::mt19937_64& rng);
+Clock::time_point first_due(Clock::time_point now, std::chrono::milliseconds interval,
+                            std::mt19937_64& rng);
 
 // The next planned start after a run that was planned for `planned`: a fixed cadence from the
 // plan (no drift), the shorter edge interval while a state change is pending, never in the past.
-Clock::time_point next_due(Clock::time_point planned, Clock::time_point now, std::chrono::milliseconds interval,
-                           std::chrono::milliseconds timeout, bool change_pending);
+Clock::time_point next_due(Clock::time_point planned, Clock::time_point now,
+                           std::chrono::milliseconds interval, std::chrono::milliseconds timeout,
+                           bool change_pending);
 
 // The edge interval: how soon to re-check while a state change is pending.
-std::chrono::milliseconds edge_interval(std::chrono::milliseconds interval, std::chrono::milliseconds timeout);
+std::chrono::milliseconds edge_interval(std::chrono::milliseconds interval,
+                                        std::chrono::milliseconds timeout);
 
 // probe_up from consecutive results (Envoy's policy, see docs/state-policy.md):
 // - the first run sets the state;

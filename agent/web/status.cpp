@@ -1,12 +1,11 @@
 #include "agent/web/status.h"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <map>
+#include <nlohmann/json.hpp>
 
 namespace pes {
 
@@ -65,7 +64,8 @@ const char* state_word(const ProbeSnapshot& s) {
 }
 
 // The dependencies of a down probe that are down themselves: the likely root cause.
-std::vector<std::string> down_dependencies(const ProbeSnapshot& s, const std::map<std::string, const ProbeSnapshot*>& by) {
+std::vector<std::string> down_dependencies(const ProbeSnapshot& s,
+                                           const std::map<std::string, const ProbeSnapshot*>& by) {
   std::vector<std::string> out;
   for (const auto& d : s.depends_on) {
     auto it = by.find(d);
@@ -88,10 +88,14 @@ std::string ago(double unix_seconds, double now) {
   if (unix_seconds <= 0) return "never";
   double d = now - unix_seconds;
   char buf[64];
-  if (d < 90) std::snprintf(buf, sizeof buf, "%.0f s ago", d < 0 ? 0 : d);
-  else if (d < 5400) std::snprintf(buf, sizeof buf, "%.0f min ago", d / 60);
-  else if (d < 172800) std::snprintf(buf, sizeof buf, "%.1f h ago", d / 3600);
-  else std::snprintf(buf, sizeof buf, "%.0f days ago", d / 86400);
+  if (d < 90)
+    std::snprintf(buf, sizeof buf, "%.0f s ago", d < 0 ? 0 : d);
+  else if (d < 5400)
+    std::snprintf(buf, sizeof buf, "%.0f min ago", d / 60);
+  else if (d < 172800)
+    std::snprintf(buf, sizeof buf, "%.1f h ago", d / 3600);
+  else
+    std::snprintf(buf, sizeof buf, "%.0f days ago", d / 86400);
   return buf;
 }
 
@@ -99,12 +103,23 @@ std::string html_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -145,8 +160,10 @@ std::string render_status_json(const Engine::View& view, bool ready) {
     p["down_because"] = down_dependencies(s, by);
     auto& h = p["history"] = nlohmann::json::array();
     for (const auto& r : s.history)
-      h.push_back({{"success", r.ok}, {"reason", std::string(reason_name(r.reason))},
-                   {"duration_seconds", r.duration}, {"time", iso_time(r.end_unix)}});
+      h.push_back({{"success", r.ok},
+                   {"reason", std::string(reason_name(r.reason))},
+                   {"duration_seconds", r.duration},
+                   {"time", iso_time(r.end_unix)}});
     list.push_back(std::move(p));
   }
   return doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
@@ -160,8 +177,10 @@ std::string render_status_html(const Engine::View& view, bool ready) {
   int down = 0, unknown = 0;
   for (const auto& s : snaps) {
     services[s.service].push_back(&s);
-    if (!s.up) ++unknown;
-    else if (!*s.up) ++down;
+    if (!s.up)
+      ++unknown;
+    else if (!*s.up)
+      ++down;
   }
   double now = unix_now();
   std::string h;
@@ -170,50 +189,59 @@ std::string render_status_html(const Engine::View& view, bool ready) {
        "<meta http-equiv=\"refresh\" content=\"15\"><title>";
   h += down ? std::to_string(down) + " down - pes-agent" : "All up - pes-agent";
   h += "</title><style>"
-       "body{font-family:system-ui,sans-serif;margin:0;padding:1rem;background:#f6f7f9;color:#111;font-size:17px}"
+       "body{font-family:system-ui,sans-serif;margin:0;padding:1rem;background:#f6f7f9;color:#111;"
+       "font-size:17px}"
        "h1{font-size:1.4rem;margin:0 0 .5rem}h2{font-size:1.1rem;margin:1.2rem 0 .4rem}"
        ".sum{padding:.8rem;border-radius:.5rem;font-weight:600;margin-bottom:1rem}"
        ".sum.ok{background:#d9f2de;color:#0b5a1c}.sum.bad{background:#fde0df;color:#8a1111}"
-       ".p{background:#fff;border-radius:.5rem;padding:.7rem .8rem;margin:.4rem 0;border-left:.5rem solid #999}"
+       ".p{background:#fff;border-radius:.5rem;padding:.7rem .8rem;margin:.4rem "
+       "0;border-left:.5rem solid #999}"
        ".p.up{border-color:#1f9d3a}.p.down{border-color:#d0231b}.p.unknown{border-color:#999}"
        ".st{font-weight:700;text-transform:uppercase;margin-right:.4rem}.up .st{color:#1f7a33}"
        ".down .st{color:#b31d16}.unknown .st{color:#555}.name{font-weight:600}"
        ".meta{color:#444;font-size:.9rem;margin-top:.25rem}.err{color:#8a1111;margin-top:.3rem}"
        ".why{background:#fff4d6;padding:.2rem .4rem;border-radius:.3rem;margin-top:.3rem}"
-       ".hist{margin-top:.35rem;font-family:monospace;letter-spacing:1px}.hist .g{color:#1f9d3a}.hist .r{color:#d0231b}"
+       ".hist{margin-top:.35rem;font-family:monospace;letter-spacing:1px}.hist "
+       ".g{color:#1f9d3a}.hist .r{color:#d0231b}"
        "</style></head><body>\n<h1>pes-agent status</h1>\n";
-  if (!ready) h += "<div class=\"sum bad\">Agent is starting: no configuration loaded yet.</div>\n";
-  else if (down) h += "<div class=\"sum bad\">" + std::to_string(down) + " of " + std::to_string(snaps.size()) + " probes DOWN</div>\n";
-  else h += "<div class=\"sum ok\">All " + std::to_string(snaps.size() - unknown) + " probes up" +
-            (unknown ? " (" + std::to_string(unknown) + " not run yet)" : "") + "</div>\n";
+  if (!ready)
+    h += "<div class=\"sum bad\">Agent is starting: no configuration loaded yet.</div>\n";
+  else if (down)
+    h += "<div class=\"sum bad\">" + std::to_string(down) + " of " + std::to_string(snaps.size()) +
+         " probes DOWN</div>\n";
+  else
+    h += "<div class=\"sum ok\">All " + std::to_string(snaps.size() - unknown) + " probes up" +
+         (unknown ? " (" + std::to_string(unknown) + " not run yet)" : "") + "</div>\n";
   for (const auto& [service, list] : services) {
     h += "<section><h2>" + html_escape(service) + "</h2>\n";
     for (const auto* s : list) {
       std::string st = state_word(*s);
-      h += "<div class=\"p " + st + "\" id=\"probe-" + html_escape(s->name) + "\"><span class=\"st\">" + st +
-           "</span><span class=\"name\">" + html_escape(s->name) + "</span> <small>(" + html_escape(s->type) +
-           ")</small>";
+      h += "<div class=\"p " + st + "\" id=\"probe-" + html_escape(s->name) +
+           "\"><span class=\"st\">" + st + "</span><span class=\"name\">" + html_escape(s->name) +
+           "</span> <small>(" + html_escape(s->type) + ")</small>";
       h += "<div class=\"meta\">" + html_escape(s->target) + "</div>";
       if (s->has_run && !s->last_ok)
-        h += "<div class=\"err\">Last run failed (" + std::string(reason_name(s->reason)) + "): " +
-             html_escape(s->message) + "</div>";
+        h += "<div class=\"err\">Last run failed (" + std::string(reason_name(s->reason)) +
+             "): " + html_escape(s->message) + "</div>";
       else if (!s->last_error.empty())
         h += "<div class=\"meta\">Last error " + ago(s->last_failure, now) + " (" +
-             std::string(reason_name(s->last_failure_reason)) + "): " + html_escape(s->last_error) + "</div>";
+             std::string(reason_name(s->last_failure_reason)) + "): " + html_escape(s->last_error) +
+             "</div>";
       auto because = down_dependencies(*s, by);
       if (s->up && !*s->up && !because.empty()) {
         std::string names;
         for (const auto& b : because) names += (names.empty() ? "" : ", ") + b;
-        h += "<div class=\"why\">Down because " + html_escape(names) + (because.size() > 1 ? " are" : " is") +
-             " down</div>";
+        h += "<div class=\"why\">Down because " + html_escape(names) +
+             (because.size() > 1 ? " are" : " is") + " down</div>";
       }
       char dur[32];
       std::snprintf(dur, sizeof dur, "%.3f s", s->duration);
-      h += "<div class=\"meta\">State since " + ago(s->last_change, now) + " · last run " + ago(s->last_run, now) +
-           " · took " + dur + "</div>";
+      h += "<div class=\"meta\">State since " + ago(s->last_change, now) + " · last run " +
+           ago(s->last_run, now) + " · took " + dur + "</div>";
       if (!s->history.empty()) {
         h += "<div class=\"hist\" title=\"last runs, oldest first\">";
-        for (const auto& r : s->history) h += r.ok ? "<span class=\"g\">●</span>" : "<span class=\"r\">✕</span>";
+        for (const auto& r : s->history)
+          h += r.ok ? "<span class=\"g\">●</span>" : "<span class=\"r\">✕</span>";
         h += "</div>";
       }
       h += "</div>\n";

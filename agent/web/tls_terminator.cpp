@@ -39,16 +39,18 @@ bool wait(int fd, short events, int ms) {
 
 TlsTerminator::~TlsTerminator() { stop(); }
 
-void TlsTerminator::start(const std::string& host, int port, int backend_port, const std::string& cert_file,
-                          const std::string& key_file) {
+void TlsTerminator::start(const std::string& host, int port, int backend_port,
+                          const std::string& cert_file, const std::string& key_file) {
   backend_port_ = backend_port;
   ctx_ = SSL_CTX_new(TLS_server_method());
   if (!ctx_) throw std::runtime_error("cannot create a TLS context");
   SSL_CTX_set_min_proto_version(ctx_, TLS1_2_VERSION);
   if (SSL_CTX_use_certificate_chain_file(ctx_, cert_file.c_str()) != 1)
     throw std::runtime_error("web.tls_cert_file: cannot load certificate " + cert_file);
-  if (SSL_CTX_use_PrivateKey_file(ctx_, key_file.c_str(), SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx_) != 1)
-    throw std::runtime_error("web.tls_key_file: cannot load the key or it does not match the certificate");
+  if (SSL_CTX_use_PrivateKey_file(ctx_, key_file.c_str(), SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_check_private_key(ctx_) != 1)
+    throw std::runtime_error(
+        "web.tls_key_file: cannot load the key or it does not match the certificate");
   listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int one = 1;
   setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -57,8 +59,10 @@ void TlsTerminator::start(const std::string& host, int port, int backend_port, c
   addr.sin_port = htons(static_cast<uint16_t>(port));
   if (inet_pton(AF_INET, host.empty() ? "0.0.0.0" : host.c_str(), &addr.sin_addr) != 1)
     throw std::runtime_error("cannot listen on " + host + ": not an IPv4 address");
-  if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(listen_fd_, 64) != 0)
-    throw std::runtime_error("cannot listen on " + host + ":" + std::to_string(port) + ": " + strerror(errno));
+  if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      listen(listen_fd_, 64) != 0)
+    throw std::runtime_error("cannot listen on " + host + ":" + std::to_string(port) + ": " +
+                             strerror(errno));
   if (pipe2(wake_, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
   acceptor_ = std::thread([this] { accept_loop(); });
 }
@@ -118,7 +122,9 @@ void TlsTerminator::relay(int client) {
     int r = SSL_accept(ssl.get());
     if (r == 1) break;
     int e = SSL_get_error(ssl.get(), r);
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    deadline - std::chrono::steady_clock::now())
+                    .count();
     if ((e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) || left <= 0 || stopping_ ||
         !wait(client, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, static_cast<int>(left))) {
       ERR_clear_error();
@@ -180,8 +186,11 @@ void TlsTerminator::relay(int client) {
     }
     if (!backend_open && to_client.empty()) break;
     if (!backend_open && to_client.empty()) break;
-    pollfd p[2] = {{client, static_cast<short>((client_open ? POLLIN : 0) | (to_client.empty() ? 0 : POLLOUT)), 0},
-                   {b.fd, static_cast<short>((backend_open ? POLLIN : 0) | (to_backend.empty() ? 0 : POLLOUT)), 0}};
+    pollfd p[2] = {
+        {client, static_cast<short>((client_open ? POLLIN : 0) | (to_client.empty() ? 0 : POLLOUT)),
+         0},
+        {b.fd, static_cast<short>((backend_open ? POLLIN : 0) | (to_backend.empty() ? 0 : POLLOUT)),
+         0}};
     if (poll(p, 2, kIdleMs) <= 0) break;
   }
   SSL_shutdown(ssl.get());

@@ -1,18 +1,18 @@
 #include "agent/web/web_server.h"
 
+#include <arpa/inet.h>
 #include <civetweb.h>
-#include <spdlog/spdlog.h>
 #include <crypt.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <fstream>
-#include <sstream>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <mutex>
+#include <sstream>
 #include <stdexcept>
 
 namespace pes {
@@ -38,7 +38,8 @@ std::map<std::string, std::string> parse_query(const char* qs) {
     if (!part.empty()) {
       auto eq = part.find('=');
       std::string k = url_decode(part.data(), eq == std::string::npos ? part.size() : eq);
-      std::string v = eq == std::string::npos ? "" : url_decode(part.data() + eq + 1, part.size() - eq - 1);
+      std::string v =
+          eq == std::string::npos ? "" : url_decode(part.data() + eq + 1, part.size() - eq - 1);
       out[k] = v;
     }
     pos = amp + 1;
@@ -49,7 +50,8 @@ std::map<std::string, std::string> parse_query(const char* qs) {
 bool base64_decode(const std::string& in, std::string& out) {
   std::string buf(in.size(), '\0');
   int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(buf.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+                          reinterpret_cast<const unsigned char*>(in.data()),
+                          static_cast<int>(in.size()));
   if (n < 0) return false;
   size_t len = static_cast<size_t>(n);
   if (!in.empty() && in.back() == '=') --len;
@@ -90,7 +92,9 @@ WebServer::WebServer() = default;
 
 WebServer::~WebServer() { stop(); }
 
-void WebServer::route(const std::string& path, Handler handler) { routes_[path] = std::move(handler); }
+void WebServer::route(const std::string& path, Handler handler) {
+  routes_[path] = std::move(handler);
+}
 
 void WebServer::set_users(std::vector<std::pair<std::string, std::string>> users) {
   std::lock_guard lock(users_mu_);
@@ -103,8 +107,8 @@ void WebServer::start(const std::string& listen_address, const WebConfig& web) {
   // public address (Debian 12's civetweb cannot do TLS with OpenSSL 3: it crashes).
   bool tls = !web.tls_cert_file.empty();
   std::string ports = tls ? "127.0.0.1:" + std::to_string(private_port()) : listen_address;
-  std::vector<const char*> opts = {"listening_ports", ports.c_str(), "num_threads", "8",
-                                   "request_timeout_ms", "30000", "enable_keep_alive", "yes"};
+  std::vector<const char*> opts = {"listening_ports",    ports.c_str(), "num_threads",       "8",
+                                   "request_timeout_ms", "30000",       "enable_keep_alive", "yes"};
   opts.push_back(nullptr);
   mg_callbacks callbacks{};
   callbacks.log_message = [](const mg_connection*, const char* message) {
@@ -127,8 +131,8 @@ void WebServer::start(const std::string& listen_address, const WebConfig& web) {
     int port = std::atoi(listen_address.substr(colon == std::string::npos ? 0 : colon + 1).c_str());
     tls_ = std::make_unique<TlsTerminator>();
     try {
-      tls_->start(host, port, std::atoi(ports.substr(ports.rfind(':') + 1).c_str()), web.tls_cert_file,
-                  web.tls_key_file);
+      tls_->start(host, port, std::atoi(ports.substr(ports.rfind(':') + 1).c_str()),
+                  web.tls_cert_file, web.tls_key_file);
     } catch (...) {
       mg_stop(ctx_);
       ctx_ = nullptr;
@@ -190,7 +194,8 @@ int WebServer::dispatch(mg_connection* conn, void* p) {
     }
   }
   std::string head = "HTTP/1.1 " + std::to_string(resp.status) + " " +
-                     mg_get_response_code_text(conn, resp.status) + "\r\nContent-Type: " + resp.content_type +
+                     mg_get_response_code_text(conn, resp.status) +
+                     "\r\nContent-Type: " + resp.content_type +
                      "\r\nContent-Length: " + std::to_string(resp.body.size()) +
                      "\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n";
   for (const auto& [k, v] : resp.headers) head += k + ": " + v + "\r\n";

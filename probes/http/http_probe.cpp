@@ -56,12 +56,14 @@ std::optional<HttpRequest> parse_http_request(Section& s) {
     s.one_of("method", req.method, {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"});
   req.headers = s.str_map("headers", Section::secret);  // header values often carry credentials
   for (const auto& [k, v] : req.headers)
-    if (k.find_first_of(" :\r\n") != std::string::npos || v.find_first_of("\r\n") != std::string::npos)
+    if (k.find_first_of(" :\r\n") != std::string::npos ||
+        v.find_first_of("\r\n") != std::string::npos)
       s.error("headers", "header \"" + k + "\" has an invalid name or a line break in its value");
   if (auto b = s.str("body")) req.body = *b;
   req.follow_redirects = s.boolean("follow_redirects").value_or(true);
   if (auto m = s.integer("max_redirects", 0, 100)) req.max_redirects = static_cast<long>(*m);
-  if (auto m = s.integer("max_body_bytes", 1, 1LL << 30)) req.max_body_bytes = static_cast<size_t>(*m);
+  if (auto m = s.integer("max_body_bytes", 1, 1LL << 30))
+    req.max_body_bytes = static_cast<size_t>(*m);
   req.tls = s.tls();
   {
     auto ba = s.sub("basic_auth");
@@ -78,7 +80,8 @@ std::optional<HttpRequest> parse_http_request(Section& s) {
 std::optional<std::string> parse_bearer_from(Section& s) {
   auto b = s.str("bearer_from");
   if (!b) return std::nullopt;
-  s.ctx().reference(ProbeReference{*b, "keycloak", s.raw("bearer_from").Mark(), s.path_of("bearer_from")});
+  s.ctx().reference(
+      ProbeReference{*b, "keycloak", s.raw("bearer_from").Mark(), s.path_of("bearer_from")});
   return b;
 }
 
@@ -95,14 +98,16 @@ HttpExpectations parse_expectations(Section& s) {
     }
     for (const auto& n : items) {
       const std::string v = n.IsScalar() ? n.Scalar() : "";
-      if (v.size() == 3 && v[0] >= '1' && v[0] <= '5' && (v.substr(1) == "xx" || v.substr(1) == "XX")) {
+      if (v.size() == 3 && v[0] >= '1' && v[0] <= '5' &&
+          (v.substr(1) == "xx" || v.substr(1) == "XX")) {
         e.status.classes.push_back(v[0] - '0');
       } else {
         char* end = nullptr;
         long code = std::strtol(v.c_str(), &end, 10);
         if (v.empty() || *end != '\0' || code < 100 || code > 599) {
-          s.ctx().error(n.Mark(), x.path_of("status"),
-                        "each status must be a code 100-599 or a class like \"2xx\", got \"" + v + "\"");
+          s.ctx().error(
+              n.Mark(), x.path_of("status"),
+              "each status must be a code 100-599 or a class like \"2xx\", got \"" + v + "\"");
         } else {
           e.status.codes.push_back(static_cast<int>(code));
         }
@@ -116,7 +121,8 @@ HttpExpectations parse_expectations(Section& s) {
   auto json = x.raw("json");
   if (json.IsDefined() && !json.IsNull()) {
     if (!json.IsMap()) {
-      s.ctx().error(json.Mark(), x.path_of("json"), "must be a mapping of dotted paths to expected values");
+      s.ctx().error(json.Mark(), x.path_of("json"),
+                    "must be a mapping of dotted paths to expected values");
     } else {
       for (const auto& kv : json) e.json.emplace_back(kv.first.Scalar(), yaml_to_json(kv.second));
     }
@@ -130,12 +136,14 @@ HttpExpectations parse_expectations(Section& s) {
   return e;
 }
 
-std::optional<Outcome> attach_bearer(HttpRequest& req, const std::optional<std::string>& bearer_from,
+std::optional<Outcome> attach_bearer(HttpRequest& req,
+                                     const std::optional<std::string>& bearer_from,
                                      RunContext& ctx) {
   if (!bearer_from) return std::nullopt;
   auto token = ctx.tokens().get(*bearer_from);
   if (!token)
-    return Outcome::failure(Reason::auth, "no valid access token from keycloak probe \"" + *bearer_from +
+    return Outcome::failure(Reason::auth, "no valid access token from keycloak probe \"" +
+                                              *bearer_from +
                                               "\" (its last run failed or it has not run yet)");
   req.headers.emplace_back("Authorization", "Bearer " + *token);
   ctx.trace().log("using the access token of keycloak probe \"" + *bearer_from + "\" (not shown)");
@@ -147,13 +155,16 @@ void add_http_samples(Outcome& out, const HttpResponse& r) {
   out.add("probe_http_duration_seconds", kPhaseHelp, r.phases.resolve, {{"phase", "resolve"}});
   out.add("probe_http_duration_seconds", kPhaseHelp, r.phases.connect, {{"phase", "connect"}});
   out.add("probe_http_duration_seconds", kPhaseHelp, r.phases.tls, {{"phase", "tls"}});
-  out.add("probe_http_duration_seconds", kPhaseHelp, r.phases.processing, {{"phase", "processing"}});
+  out.add("probe_http_duration_seconds", kPhaseHelp, r.phases.processing,
+          {{"phase", "processing"}});
   out.add("probe_http_duration_seconds", kPhaseHelp, r.phases.transfer, {{"phase", "transfer"}});
   if (r.ok)
     out.add("probe_http_content_length", kLengthHelp,
-            static_cast<double>(r.content_length >= 0 ? r.content_length : static_cast<int64_t>(r.body.size())));
+            static_cast<double>(r.content_length >= 0 ? r.content_length
+                                                      : static_cast<int64_t>(r.body.size())));
   if (r.earliest_cert_expiry)
-    out.add("probe_ssl_earliest_cert_expiry", kCertHelp, static_cast<double>(*r.earliest_cert_expiry));
+    out.add("probe_ssl_earliest_cert_expiry", kCertHelp,
+            static_cast<double>(*r.earliest_cert_expiry));
 }
 
 Outcome judge_http(const HttpResponse& r, const HttpExpectations& e) {
@@ -170,7 +181,8 @@ Outcome judge_http(const HttpResponse& r, const HttpExpectations& e) {
     if (!RE2::PartialMatch(r.body, *re))
       return fail(Reason::assertion, "body does not match /" + re->pattern() + "/");
   for (const auto& re : e.body_not_regex)
-    if (RE2::PartialMatch(r.body, *re)) return fail(Reason::assertion, "body matches /" + re->pattern() + "/");
+    if (RE2::PartialMatch(r.body, *re))
+      return fail(Reason::assertion, "body matches /" + re->pattern() + "/");
   if (!e.json.empty()) {
     auto doc = nlohmann::json::parse(r.body, nullptr, false);
     if (doc.is_discarded()) return fail(Reason::assertion, "body is not valid JSON");
@@ -178,7 +190,8 @@ Outcome judge_http(const HttpResponse& r, const HttpExpectations& e) {
       const auto* got = json_lookup(doc, path);
       if (!got) return fail(Reason::assertion, "JSON path " + path + " is missing");
       if (!json_equal(*got, want))
-        return fail(Reason::assertion, "JSON " + path + " is " + json_brief(*got) + ", expected " + json_brief(want));
+        return fail(Reason::assertion,
+                    "JSON " + path + " is " + json_brief(*got) + ", expected " + json_brief(want));
     }
   }
   for (const auto& [name, re] : e.headers) {
@@ -188,11 +201,15 @@ Outcome judge_http(const HttpResponse& r, const HttpExpectations& e) {
       return fail(Reason::assertion, "header " + name + " does not match /" + re->pattern() + "/");
   }
   if (e.cert_min_days) {
-    if (!r.earliest_cert_expiry) return fail(Reason::assertion, "no TLS certificate to check (cert_min_days is set)");
-    double days = (static_cast<double>(*r.earliest_cert_expiry) - static_cast<double>(std::time(nullptr))) / 86400.0;
+    if (!r.earliest_cert_expiry)
+      return fail(Reason::assertion, "no TLS certificate to check (cert_min_days is set)");
+    double days =
+        (static_cast<double>(*r.earliest_cert_expiry) - static_cast<double>(std::time(nullptr))) /
+        86400.0;
     if (days < *e.cert_min_days) {
       char buf[128];
-      std::snprintf(buf, sizeof buf, "certificate expires in %.1f days, fewer than cert_min_days %d", days,
+      std::snprintf(buf, sizeof buf,
+                    "certificate expires in %.1f days, fewer than cert_min_days %d", days,
                     *e.cert_min_days);
       return fail(Reason::assertion, buf);
     }

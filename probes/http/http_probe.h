@@ -39,7 +39,8 @@ std::optional<std::string> parse_bearer_from(Section& s);
 HttpExpectations parse_expectations(Section& s);
 
 // Attaches `Authorization: Bearer` from the token store; fails with reason auth when there is none.
-std::optional<Outcome> attach_bearer(HttpRequest& req, const std::optional<std::string>& bearer_from,
+std::optional<Outcome> attach_bearer(HttpRequest& req,
+                                     const std::optional<std::string>& bearer_from,
                                      RunContext& ctx);
 
 // The metrics every http-family response gives (status code, phases, content length, cert expiry).
@@ -50,7 +51,9 @@ Outcome judge_http(const HttpResponse& r, const HttpExpectations& expect);
 class HttpProbe : public Probe {
  public:
   HttpProbe(HttpRequest request, HttpExpectations expect, std::optional<std::string> bearer_from)
-      : request_(std::move(request)), expect_(std::move(expect)), bearer_from_(std::move(bearer_from)) {}
+      : request_(std::move(request)),
+        expect_(std::move(expect)),
+        bearer_from_(std::move(bearer_from)) {}
   void run(RunContextPtr ctx, Done done) override;
   std::string target() const override { return request_.url; }
   std::vector<std::string> token_sources() const override {

@@ -119,7 +119,8 @@ std::string json_brief(const nlohmann::json& v) {
 }
 
 bool json_equal(const nlohmann::json& actual, const nlohmann::json& expected) {
-  if (actual.is_number() && expected.is_number()) return actual.get<double>() == expected.get<double>();
+  if (actual.is_number() && expected.is_number())
+    return actual.get<double>() == expected.get<double>();
   return actual == expected;
 }
 

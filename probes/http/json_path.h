@@ -1,11 +1,12 @@
-// Dotted JSON paths ("status", "data.items.0.name", "checks[1].status") for expectations and presets.
+// Dotted JSON paths ("status", "data.items.0.name", "checks[1].status") for expectations and
+// presets.
 #pragma once
 
-#include <nlohmann/json.hpp>
+#include <yaml-cpp/yaml.h>
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-#include <yaml-cpp/yaml.h>
 
 namespace pes {
 

@@ -524,7 +524,7 @@ Outcome run_ldap(const LdapSpec& spec, Clock::time_point deadline, Trace& trace)
   auto t0 = Clock::now();
   OwnedFd sock;
   if (auto failed = connect_tcp(spec, deadline, sock)) return fail(std::move(*failed));
-  TlsSession tls;  // declared before the LDAP handle: it must outlive it
+  TlsSession tls;   // declared before the LDAP handle: it must outlive it
   FirstByte first;  // the sniff layer's state; outlives the LDAP handle too
   if (spec.ldaps) {
     if (auto failed = tls_handshake(spec, sock.fd, deadline, tls, result))

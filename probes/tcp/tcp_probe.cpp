@@ -84,7 +84,8 @@ const char* kConnectHelp = "Time to establish the TCP connection (and TLS if use
 bool split_host_port(const std::string& address, std::string& host, std::string& port) {
   if (!address.empty() && address[0] == '[') {
     auto close = address.find(']');
-    if (close == std::string::npos || close + 1 >= address.size() || address[close + 1] != ':') return false;
+    if (close == std::string::npos || close + 1 >= address.size() || address[close + 1] != ':')
+      return false;
     host = address.substr(1, close - 1);
     port = address.substr(close + 2);
   } else {
@@ -101,7 +102,8 @@ bool split_host_port(const std::string& address, std::string& host, std::string&
 }
 
 std::string TcpProbe::target() const {
-  return (spec_.host.find(':') != std::string::npos ? "[" + spec_.host + "]" : spec_.host) + ":" + spec_.port;
+  return (spec_.host.find(':') != std::string::npos ? "[" + spec_.host + "]" : spec_.host) + ":" +
+         spec_.port;
 }
 
 std::unique_ptr<Probe> TcpProbe::parse(Section& s) {
@@ -143,7 +145,8 @@ Outcome TcpProbe::run_blocking(RunContext& ctx) const {
   addrinfo* res = nullptr;
   int gai = getaddrinfo(spec_.host.c_str(), spec_.port.c_str(), &hints, &res);
   std::unique_ptr<addrinfo, AddrDeleter> addrs(res);
-  if (gai != 0) return Outcome::failure(Reason::dns, "cannot resolve " + spec_.host + ": " + gai_strerror(gai));
+  if (gai != 0)
+    return Outcome::failure(Reason::dns, "cannot resolve " + spec_.host + ": " + gai_strerror(gai));
 
   FdCloser sock;
   std::string last_error = "no address";
@@ -173,7 +176,8 @@ Outcome TcpProbe::run_blocking(RunContext& ctx) const {
     last_error = std::strerror(err);
     close(fd);
   }
-  if (sock.fd < 0) return Outcome::failure(Reason::connect, "cannot connect to " + target() + ": " + last_error);
+  if (sock.fd < 0)
+    return Outcome::failure(Reason::connect, "cannot connect to " + target() + ": " + last_error);
   ctx.trace().log("connected to " + target());
 
   std::unique_ptr<SSL_CTX, SslCtxDeleter> sslctx;
@@ -226,7 +230,8 @@ Outcome TcpProbe::run_blocking(RunContext& ctx) const {
           if (!earliest || t64 < *earliest) earliest = t64;
         }
       }
-      if (earliest) ok.add("probe_ssl_earliest_cert_expiry", kCertHelp, static_cast<double>(*earliest));
+      if (earliest)
+        ok.add("probe_ssl_earliest_cert_expiry", kCertHelp, static_cast<double>(*earliest));
     }
     ctx.trace().log("TLS established");
   }
@@ -237,7 +242,8 @@ Outcome TcpProbe::run_blocking(RunContext& ctx) const {
     while (true) {
       long n;
       if (ssl) {
-        n = write ? SSL_write(ssl.get(), buf, static_cast<int>(len)) : SSL_read(ssl.get(), buf, static_cast<int>(len));
+        n = write ? SSL_write(ssl.get(), buf, static_cast<int>(len))
+                  : SSL_read(ssl.get(), buf, static_cast<int>(len));
         if (n > 0) return n;
         int e = SSL_get_error(ssl.get(), static_cast<int>(n));
         if (e == SSL_ERROR_ZERO_RETURN) return 0;
@@ -257,7 +263,8 @@ Outcome TcpProbe::run_blocking(RunContext& ctx) const {
     size_t off = 0;
     while (off < data.size()) {
       long n = io(true, data.data() + off, data.size() - off);
-      if (n == -2) return Outcome::failure(Reason::timeout, "sending to " + target() + " timed out");
+      if (n == -2)
+        return Outcome::failure(Reason::timeout, "sending to " + target() + " timed out");
       if (n <= 0) return Outcome::failure(Reason::connect, "connection closed while sending");
       off += static_cast<size_t>(n);
     }
@@ -267,7 +274,8 @@ Outcome TcpProbe::run_blocking(RunContext& ctx) const {
     char buf[4096];
     while (!RE2::PartialMatch(got, *spec_.expect)) {
       if (got.size() > 65536)
-        return Outcome::failure(Reason::assertion, "no match for /" + spec_.expect->pattern() + "/ in the first 64 KiB");
+        return Outcome::failure(Reason::assertion, "no match for /" + spec_.expect->pattern() +
+                                                       "/ in the first 64 KiB");
       long n = io(false, buf, sizeof buf);
       if (n == -2) {
         // The answer may still be coming (a slow server): a timeout, but say what did come, so
@@ -278,10 +286,11 @@ Outcome TcpProbe::run_blocking(RunContext& ctx) const {
           msg += "; received " + std::to_string(got.size()) + " bytes: " + printable_excerpt(got);
         return Outcome::failure(Reason::timeout, msg);
       }
-      if (n < 0) return Outcome::failure(Reason::connect, "connection reset while reading the answer");
+      if (n < 0)
+        return Outcome::failure(Reason::connect, "connection reset while reading the answer");
       if (n == 0)
-        return Outcome::failure(Reason::assertion,
-                                "connection closed before the answer matched /" + spec_.expect->pattern() + "/");
+        return Outcome::failure(Reason::assertion, "connection closed before the answer matched /" +
+                                                       spec_.expect->pattern() + "/");
       got.append(buf, static_cast<size_t>(n));
     }
     ctx.trace().log("answer matched /" + spec_.expect->pattern() + "/");

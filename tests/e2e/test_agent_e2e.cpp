@@ -22,14 +22,20 @@ class AgentE2E : public ::testing::Test {
     delete nginx_;
     nginx_ = nullptr;
   }
-  static std::string url(const std::string& path) { return "http://127.0.0.1:" + nginx_->get("PORT") + path; }
+  static std::string url(const std::string& path) {
+    return "http://127.0.0.1:" + nginx_->get("PORT") + path;
+  }
   static std::string config(const std::string& extra_probes = "") {
-    return "global:\n  interval: 500ms\n  timeout: 400ms\n  failure_threshold: 1\n  labels: {platform: pes}\n"
+    return "global:\n  interval: 500ms\n  timeout: 400ms\n  failure_threshold: 1\n  labels: "
+           "{platform: pes}\n"
            "probes:\n"
            "  - name: web\n    service: nextcloud\n    type: http\n"
-           "    http: {url: \"" + url("/ok") + "\", expect: {body_regex: [\"ok\"]}}\n"
+           "    http: {url: \"" +
+           url("/ok") +
+           "\", expect: {body_regex: [\"ok\"]}}\n"
            "  - name: broken\n    type: http\n    depends_on: [web]\n"
-           "    http: {url: \"" + url("/status/503") + "\"}\n" + extra_probes;
+           "    http: {url: \"" +
+           url("/status/503") + "\"}\n" + extra_probes;
   }
   TempDir dir_;
   static Fixture* nginx_;
@@ -66,7 +72,8 @@ TEST_F(AgentE2E, ScrapesProbeAndAgentMetrics) {
 
   // promtool validates the exposition format.
   write_file(dir_.file("metrics.txt"), m);
-  auto check = run_command({"/bin/sh", "-c", "promtool check metrics < " + dir_.file("metrics.txt")});
+  auto check =
+      run_command({"/bin/sh", "-c", "promtool check metrics < " + dir_.file("metrics.txt")});
   EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
 }
 
@@ -99,22 +106,30 @@ TEST_F(AgentE2E, ReloadGoodThenBadKeepsTheOldConfiguration) {
   write_file(dir_.file("agent.yml"), config());
   AgentProcess agent(dir_.file("agent.yml"));
   ASSERT_TRUE(agent.wait_for_metric("probe_success{probe=\"web\"", 1));
-  double runs_before = agent.metric("probe_runs_total{probe=\"web\",service=\"nextcloud\",type=\"http\",platform=\"pes\",result=\"success\"}");
+  double runs_before = agent.metric(
+      "probe_runs_total{probe=\"web\",service=\"nextcloud\",type=\"http\",platform=\"pes\",result="
+      "\"success\"}");
 
   // Good reload by POST: a probe added, "broken" removed, "web" unchanged.
   write_file(dir_.file("agent.yml"),
-             "global:\n  interval: 500ms\n  timeout: 400ms\n  failure_threshold: 1\n  labels: {platform: pes}\n"
+             "global:\n  interval: 500ms\n  timeout: 400ms\n  failure_threshold: 1\n  labels: "
+             "{platform: pes}\n"
              "probes:\n"
              "  - name: web\n    service: nextcloud\n    type: http\n"
-             "    http: {url: \"" + url("/ok") + "\", expect: {body_regex: [\"ok\"]}}\n"
-             "  - name: json\n    type: http\n    http: {url: \"" + url("/json") + "\"}\n");
+             "    http: {url: \"" +
+                 url("/ok") +
+                 "\", expect: {body_regex: [\"ok\"]}}\n"
+                 "  - name: json\n    type: http\n    http: {url: \"" +
+                 url("/json") + "\"}\n");
   auto r = http_post(agent.url("/-/reload"));
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(agent.metric("pes_agent_config_last_reload_successful"), 1);
   ASSERT_TRUE(agent.wait_for_metric("probe_success{probe=\"json\"", 1)) << agent.metrics();
   std::string m = agent.metrics();
   EXPECT_EQ(m.find("probe=\"broken\""), std::string::npos) << "removed probe left series behind";
-  double runs_after = metric_value(m, "probe_runs_total{probe=\"web\",service=\"nextcloud\",type=\"http\",platform=\"pes\",result=\"success\"}");
+  double runs_after = metric_value(m,
+                                   "probe_runs_total{probe=\"web\",service=\"nextcloud\",type="
+                                   "\"http\",platform=\"pes\",result=\"success\"}");
   EXPECT_GE(runs_after, runs_before) << "unchanged probe lost its counters";
 
   // Bad reload by SIGHUP: the old configuration keeps running, the failure is exported.
@@ -124,7 +139,8 @@ TEST_F(AgentE2E, ReloadGoodThenBadKeepsTheOldConfiguration) {
   EXPECT_GE(agent.metric("pes_agent_config_reloads_total{result=\"failure\"}"), 1);
   double json_runs = agent.metric("probe_runs_total{probe=\"json\"");
   std::this_thread::sleep_for(1200ms);
-  EXPECT_GT(agent.metric("probe_runs_total{probe=\"json\""), json_runs) << "old probes stopped after a bad reload";
+  EXPECT_GT(agent.metric("probe_runs_total{probe=\"json\""), json_runs)
+      << "old probes stopped after a bad reload";
   // Bad reload by POST answers 500 with the error.
   auto bad = http_post(agent.url("/-/reload"));
   EXPECT_EQ(bad.status, 500);
@@ -138,26 +154,30 @@ TEST_F(AgentE2E, CheckConfigAndProbeCommands) {
   auto ok = run_command({PES_AGENT_BINARY, "check-config", dir_.file("good.yml")});
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
   EXPECT_NE(ok.out.find("OK, 2 probes"), std::string::npos);
-  write_file(dir_.file("bad.yml"), "global:\n  interval: 5x\nprobes:\n  - name: A\n    type: tcp\n    tcp: {}\n");
+  write_file(dir_.file("bad.yml"),
+             "global:\n  interval: 5x\nprobes:\n  - name: A\n    type: tcp\n    tcp: {}\n");
   auto bad = run_command({PES_AGENT_BINARY, "check-config", dir_.file("bad.yml")});
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.err.find("bad.yml:2:13: global.interval"), std::string::npos) << bad.err;
   EXPECT_NE(bad.err.find("bad.yml:4:11: probes[0].name"), std::string::npos) << bad.err;
   EXPECT_NE(bad.err.find("probes[0].tcp.address: required"), std::string::npos) << bad.err;
 
-  auto up = run_command({PES_AGENT_BINARY, "probe", "web", "--config.file=" + dir_.file("good.yml")});
+  auto up =
+      run_command({PES_AGENT_BINARY, "probe", "web", "--config.file=" + dir_.file("good.yml")});
   EXPECT_EQ(up.exit_code, 0) << up.out << up.err;
   EXPECT_EQ(up.out.rfind("OK - web", 0), 0u) << up.out;
-  auto down = run_command({PES_AGENT_BINARY, "probe", "broken", "--config.file=" + dir_.file("good.yml"),
-                           "--format=json"});
+  auto down = run_command({PES_AGENT_BINARY, "probe", "broken",
+                           "--config.file=" + dir_.file("good.yml"), "--format=json"});
   EXPECT_EQ(down.exit_code, 2) << down.out << down.err;
   EXPECT_NE(down.out.find("\"reason\": \"http_status\""), std::string::npos) << down.out;
-  auto prom = run_command({PES_AGENT_BINARY, "probe", "web", "--config.file=" + dir_.file("good.yml"),
-                           "--format=prometheus"});
+  auto prom = run_command({PES_AGENT_BINARY, "probe", "web",
+                           "--config.file=" + dir_.file("good.yml"), "--format=prometheus"});
   EXPECT_NE(prom.out.find("probe_success{probe=\"web\""), std::string::npos) << prom.out;
-  auto unknown = run_command({PES_AGENT_BINARY, "probe", "nope", "--config.file=" + dir_.file("good.yml")});
+  auto unknown =
+      run_command({PES_AGENT_BINARY, "probe", "nope", "--config.file=" + dir_.file("good.yml")});
   EXPECT_EQ(unknown.exit_code, 3);
-  auto badcfg = run_command({PES_AGENT_BINARY, "probe", "web", "--config.file=" + dir_.file("bad.yml")});
+  auto badcfg =
+      run_command({PES_AGENT_BINARY, "probe", "web", "--config.file=" + dir_.file("bad.yml")});
   EXPECT_EQ(badcfg.exit_code, 3);
   auto version = run_command({PES_AGENT_BINARY, "--version"});
   EXPECT_EQ(version.exit_code, 0);
@@ -177,5 +197,7 @@ TEST_F(AgentE2E, JsonLogsAndBadStartup) {
   for (int i = 0; i < 100 && failing.running(); ++i) std::this_thread::sleep_for(50ms);
   EXPECT_FALSE(failing.running());
   EXPECT_EQ(failing.stop(), 1);
-  EXPECT_NE(failing.log().find("broken.yml:1:9: probes: must be a list of probes"), std::string::npos) << failing.log();
+  EXPECT_NE(failing.log().find("broken.yml:1:9: probes: must be a list of probes"),
+            std::string::npos)
+      << failing.log();
 }

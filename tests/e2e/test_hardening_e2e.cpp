@@ -20,7 +20,8 @@ namespace {
 
 std::string bcrypt(const std::string& password) {
   char salt[CRYPT_GENSALT_OUTPUT_SIZE];
-  if (!crypt_gensalt_rn("$2b$", 8, nullptr, 0, salt, sizeof salt)) throw std::runtime_error("gensalt");
+  if (!crypt_gensalt_rn("$2b$", 8, nullptr, 0, salt, sizeof salt))
+    throw std::runtime_error("gensalt");
   crypt_data data{};
   return crypt_r(password.c_str(), salt, &data);
 }
@@ -37,8 +38,9 @@ std::string artifacts_dir() {
 TEST(HardeningE2E, ListenerBasicAuth) {
   TempDir dir;
   std::string hash = bcrypt("scrape-pass-42");
-  write_file(dir.file("agent.yml"), "web:\n  basic_auth_users: {prometheus: \"" + hash +
-                                        "\"}\nprobes:\n  - {name: self, type: tcp, tcp: {address: \"127.0.0.1:1\"}}\n");
+  write_file(dir.file("agent.yml"),
+             "web:\n  basic_auth_users: {prometheus: \"" + hash +
+                 "\"}\nprobes:\n  - {name: self, type: tcp, tcp: {address: \"127.0.0.1:1\"}}\n");
   AgentProcess agent(dir.file("agent.yml"), {}, false);
   std::string base = "http://127.0.0.1:" + std::to_string(agent.port());
   HttpResult ok;
@@ -61,9 +63,10 @@ TEST(HardeningE2E, ListenerTlsWithBasicAuth) {
   TempDir dir;
   Fixture certs("certs");
   std::string hash = bcrypt("scrape-pass-42");
-  write_file(dir.file("agent.yml"), "web:\n  tls_cert_file: " + certs.get("CERT") + "\n  tls_key_file: " +
-                                        certs.get("KEY") + "\n  basic_auth_users: {prometheus: \"" + hash +
-                                        "\"}\nprobes:\n  - {name: self, type: tcp, tcp: {address: \"127.0.0.1:1\"}}\n");
+  write_file(dir.file("agent.yml"),
+             "web:\n  tls_cert_file: " + certs.get("CERT") + "\n  tls_key_file: " +
+                 certs.get("KEY") + "\n  basic_auth_users: {prometheus: \"" + hash +
+                 "\"}\nprobes:\n  - {name: self, type: tcp, tcp: {address: \"127.0.0.1:1\"}}\n");
   AgentProcess agent(dir.file("agent.yml"), {}, false);
   std::string base = "https://localhost:" + std::to_string(agent.port());
   HttpResult ok;
@@ -78,11 +81,15 @@ TEST(HardeningE2E, ListenerTlsWithBasicAuth) {
   EXPECT_EQ(http_get(base + "/metrics", "prometheus:wrong", certs.get("CA_FILE")).status, 401);
   EXPECT_EQ(http_get(base + "/metrics", "", certs.get("CA_FILE")).status, 401);
   // Plain HTTP on the TLS port gets no HTTP answer, and the agent survives it.
-  auto plain = http_get("http://127.0.0.1:" + std::to_string(agent.port()) + "/metrics", "prometheus:scrape-pass-42");
+  auto plain = http_get("http://127.0.0.1:" + std::to_string(agent.port()) + "/metrics",
+                        "prometheus:scrape-pass-42");
   EXPECT_EQ(plain.status, 0) << plain.body;
   // Many scrapes in a row (connections are relayed and closed cleanly).
   for (int i = 0; i < 20; ++i)
-    ASSERT_EQ(http_get(base + "/-/healthy", "prometheus:scrape-pass-42", certs.get("CA_FILE")).status, 200) << i;
+    ASSERT_EQ(
+        http_get(base + "/-/healthy", "prometheus:scrape-pass-42", certs.get("CA_FILE")).status,
+        200)
+        << i;
   EXPECT_TRUE(agent.running());
   EXPECT_EQ(agent.stop(), 0) << agent.log();
 }
@@ -90,7 +97,8 @@ TEST(HardeningE2E, ListenerTlsWithBasicAuth) {
 TEST(HardeningE2E, InsecureSkipVerifyWarnsAtLoad) {
   TempDir dir;
   write_file(dir.file("agent.yml"),
-             "probes:\n  - {name: w, type: http, http: {url: \"https://127.0.0.1:1/\", tls: {insecure_skip_verify: true}}}\n");
+             "probes:\n  - {name: w, type: http, http: {url: \"https://127.0.0.1:1/\", tls: "
+             "{insecure_skip_verify: true}}}\n");
   auto r = run_command({PES_AGENT_BINARY, "check-config", dir.file("agent.yml")});
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(r.err.find("insecure_skip_verify is true"), std::string::npos) << r.err;
@@ -102,23 +110,40 @@ TEST(HardeningE2E, NoSecretOrTokenInAnythingTheAgentEmits) {
   Fixture oidc("oidc", {{"REALM", "pes"}});
   const std::string env_secret = "env-secret-Zq81xT";
   const std::string file_secret = "file-secret-Pw93kL";
-  const std::string basic_secret = "secret";  // the fixture's htpasswd password; also in the URL userinfo below
+  const std::string basic_secret =
+      "secret";  // the fixture's htpasswd password; also in the URL userinfo below
   setenv("PES_LEAK_TEST_SECRET", env_secret.c_str(), 1);
   write_file(dir.file("secret"), file_secret + "\n");
   std::string n = "127.0.0.1:" + nginx.get("PORT");
   write_file(dir.file("agent.yml"),
              "global: {interval: 1s, timeout: 900ms}\nprobes:\n"
              "  - name: kc\n    service: keycloak\n    type: keycloak\n    keycloak:\n"
-             "      url: http://127.0.0.1:" + oidc.get("PORT") + "\n      realm: pes\n"
-             "      client_id: " + oidc.get("CLIENT_ID") + "\n      client_secret: \"" + oidc.get("CLIENT_SECRET") + "\"\n"
-             "  - name: chain\n    type: http\n    http: {url: \"http://" + n + "/bearer\", bearer_from: kc}\n"
-             "  - name: basic\n    type: http\n    http: {url: \"http://" + n + "/basic\", basic_auth: {username: pes, password: \"" + basic_secret + "\"}}\n"
-             "  - name: userinfo\n    type: http\n    http: {url: \"http://pes:" + file_secret + "x@" + n + "/basic\"}\n"
-             "  - name: header\n    type: http\n    http: {url: \"http://" + n + "/echo-headers\", headers: {X-Test: \"${env:PES_LEAK_TEST_SECRET}\"}, "
-             "expect: {body_regex: [\"nomatch-${file:" + dir.file("secret") + "}\"]}}\n"
-             "  - name: filesecret\n    type: http\n    http: {url: \"http://" + n + "/status/503\", headers: {X-Key: \"${file:" + dir.file("secret") + "}\"}}\n");
+             "      url: http://127.0.0.1:" +
+                 oidc.get("PORT") +
+                 "\n      realm: pes\n"
+                 "      client_id: " +
+                 oidc.get("CLIENT_ID") + "\n      client_secret: \"" + oidc.get("CLIENT_SECRET") +
+                 "\"\n"
+                 "  - name: chain\n    type: http\n    http: {url: \"http://" +
+                 n +
+                 "/bearer\", bearer_from: kc}\n"
+                 "  - name: basic\n    type: http\n    http: {url: \"http://" +
+                 n + "/basic\", basic_auth: {username: pes, password: \"" + basic_secret +
+                 "\"}}\n"
+                 "  - name: userinfo\n    type: http\n    http: {url: \"http://pes:" +
+                 file_secret + "x@" + n +
+                 "/basic\"}\n"
+                 "  - name: header\n    type: http\n    http: {url: \"http://" +
+                 n +
+                 "/echo-headers\", headers: {X-Test: \"${env:PES_LEAK_TEST_SECRET}\"}, "
+                 "expect: {body_regex: [\"nomatch-${file:" +
+                 dir.file("secret") +
+                 "}\"]}}\n"
+                 "  - name: filesecret\n    type: http\n    http: {url: \"http://" +
+                 n + "/status/503\", headers: {X-Key: \"${file:" + dir.file("secret") + "}\"}}\n");
   AgentProcess agent(dir.file("agent.yml"), {"--log.level=debug"});
-  ASSERT_TRUE(agent.wait_for_metric("probe_success{probe=\"chain\"", 1, 20s)) << agent.metrics() << agent.log();
+  ASSERT_TRUE(agent.wait_for_metric("probe_success{probe=\"chain\"", 1, 20s))
+      << agent.metrics() << agent.log();
   std::string all;
   for (int round = 0; round < 2; ++round) {
     all += agent.get("/metrics").body;
@@ -133,8 +158,9 @@ TEST(HardeningE2E, NoSecretOrTokenInAnythingTheAgentEmits) {
   all += run_command({PES_AGENT_BINARY, "check-config", dir.file("agent.yml")}).out;
   all += run_command({PES_AGENT_BINARY, "check-config", dir.file("agent.yml")}).err;
   for (const char* p : {"kc", "chain", "header"})
-    all += run_command({PES_AGENT_BINARY, "probe", p, "--config.file=" + dir.file("agent.yml"), "--format=json",
-                        "--log.level=debug"}).out;
+    all += run_command({PES_AGENT_BINARY, "probe", p, "--config.file=" + dir.file("agent.yml"),
+                        "--format=json", "--log.level=debug"})
+               .out;
   agent.stop();
   all += agent.log();
   ASSERT_NE(all.find("probe_success"), std::string::npos);  // we did collect real output
@@ -143,7 +169,8 @@ TEST(HardeningE2E, NoSecretOrTokenInAnythingTheAgentEmits) {
   EXPECT_EQ(all.find("pes:" + basic_secret), std::string::npos);
   // No JWT (header.payload.) anywhere: tokens never leave the process.
   std::string jwt;
-  EXPECT_FALSE(RE2::PartialMatch(all, R"((eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}))", &jwt)) << "token leaked: " << jwt;
+  EXPECT_FALSE(RE2::PartialMatch(all, R"((eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}))", &jwt))
+      << "token leaked: " << jwt;
   EXPECT_EQ(all.find("Bearer ey"), std::string::npos);
 }
 
@@ -151,21 +178,33 @@ TEST(HardeningE2E, StatusPageRendersInChromium) {
   TempDir dir;
   Fixture nginx("nginx");
   std::string n = "127.0.0.1:" + nginx.get("PORT");
-  write_file(dir.file("agent.yml"),
-             "global: {interval: 1s, timeout: 500ms, failure_threshold: 1}\nprobes:\n"
-             "  - {name: postgres, type: tcp, tcp: {address: \"127.0.0.1:" + std::to_string(free_port()) + "\"}}\n"
-             "  - {name: nextcloud-web, service: nextcloud, type: http, depends_on: [postgres], "
-             "http: {url: \"http://" + n + "/status/503\"}}\n"
-             "  - {name: gitea-web, service: gitea, type: http, http: {url: \"http://" + n + "/ok\"}}\n");
+  write_file(
+      dir.file("agent.yml"),
+      "global: {interval: 1s, timeout: 500ms, failure_threshold: 1}\nprobes:\n"
+      "  - {name: postgres, type: tcp, tcp: {address: \"127.0.0.1:" +
+          std::to_string(free_port()) +
+          "\"}}\n"
+          "  - {name: nextcloud-web, service: nextcloud, type: http, depends_on: [postgres], "
+          "http: {url: \"http://" +
+          n +
+          "/status/503\"}}\n"
+          "  - {name: gitea-web, service: gitea, type: http, http: {url: \"http://" +
+          n + "/ok\"}}\n");
   AgentProcess agent(dir.file("agent.yml"));
   ASSERT_TRUE(agent.wait_for_metric("probe_up{probe=\"nextcloud-web\"", 0, 10s));
   ASSERT_TRUE(agent.wait_for_metric("probe_up{probe=\"postgres\"", 0, 10s));
   ASSERT_TRUE(agent.wait_for_metric("probe_up{probe=\"gitea-web\"", 1, 10s));
   std::string shot = artifacts_dir() + "/status-page.png";
   std::filesystem::remove(shot);
-  std::vector<std::string> base = {"/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu",
-                                   "--disable-quic", "--no-first-run", "--disable-background-networking",
-                                   "--disable-component-update", "--disable-sync",
+  std::vector<std::string> base = {"/usr/bin/chromium",
+                                   "--headless",
+                                   "--no-sandbox",
+                                   "--disable-gpu",
+                                   "--disable-quic",
+                                   "--no-first-run",
+                                   "--disable-background-networking",
+                                   "--disable-component-update",
+                                   "--disable-sync",
                                    "--user-data-dir=" + dir.file("chromium")};
   auto dom_cmd = base;
   dom_cmd.push_back("--dump-dom");
@@ -174,7 +213,8 @@ TEST(HardeningE2E, StatusPageRendersInChromium) {
   ASSERT_EQ(dom.exit_code, 0) << dom.err;
   EXPECT_NE(dom.out.find("2 of 3 probes DOWN"), std::string::npos) << dom.out;
   EXPECT_NE(dom.out.find("nextcloud-web"), std::string::npos);
-  EXPECT_NE(dom.out.find("Last run failed (http_status): HTTP status 503, expected 2xx"), std::string::npos);
+  EXPECT_NE(dom.out.find("Last run failed (http_status): HTTP status 503, expected 2xx"),
+            std::string::npos);
   EXPECT_NE(dom.out.find("Down because postgres is down"), std::string::npos) << dom.out;
   EXPECT_NE(dom.out.find("gitea-web"), std::string::npos);
   auto shot_cmd = base;

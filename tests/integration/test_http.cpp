@@ -22,7 +22,9 @@ class HttpProbeTest : public ::testing::Test {
     delete nginx_;
     nginx_ = nullptr;
   }
-  static std::string http(const std::string& path) { return "http://127.0.0.1:" + nginx_->get("PORT") + path; }
+  static std::string http(const std::string& path) {
+    return "http://127.0.0.1:" + nginx_->get("PORT") + path;
+  }
   static std::string https(const std::string& port_key, const std::string& path = "/ok") {
     return "https://localhost:" + nginx_->get(port_key) + path;
   }
@@ -43,7 +45,8 @@ Fixture* HttpProbeTest::nginx_ = nullptr;
 }  // namespace
 
 TEST_F(HttpProbeTest, SuccessWithMetrics) {
-  auto r = run("      url: " + http("/ok") + "\n      expect: {status: [200], body_regex: [\"^ok\"]}\n");
+  auto r =
+      run("      url: " + http("/ok") + "\n      expect: {status: [200], body_regex: [\"^ok\"]}\n");
   EXPECT_TRUE(r.outcome.ok) << r.outcome.message;
   EXPECT_EQ(ProbeRunner::sample(r.outcome, "probe_http_status_code"), 200);
   EXPECT_EQ(ProbeRunner::sample(r.outcome, "probe_http_content_length"), 3);
@@ -60,20 +63,24 @@ TEST_F(HttpProbeTest, UnexpectedStatusIsHttpStatus) {
 
 TEST_F(HttpProbeTest, JsonAndHeaderAssertions) {
   auto ok = run("      url: " + http("/json") +
-                "\n      expect: {json: {status: ok, healthy: true, count: 3, \"checks.database.status\": UP, "
+                "\n      expect: {json: {status: ok, healthy: true, count: 3, "
+                "\"checks.database.status\": UP, "
                 "\"items.1\": b}}\n");
   EXPECT_TRUE(ok.outcome.ok) << ok.outcome.message;
-  auto bad = run("      url: " + http("/json") + "\n      expect: {json: {\"checks.cache.status\": UP}}\n");
+  auto bad = run("      url: " + http("/json") +
+                 "\n      expect: {json: {\"checks.cache.status\": UP}}\n");
   EXPECT_EQ(bad.outcome.reason, Reason::assertion);
   EXPECT_EQ(bad.outcome.message, "JSON checks.cache.status is \"DOWN\", expected \"UP\"");
-  auto hdr = run("      url: " + http("/headers") + "\n      expect: {headers: {X-Pes-Test: \"^fixture$\"}}\n");
+  auto hdr = run("      url: " + http("/headers") +
+                 "\n      expect: {headers: {X-Pes-Test: \"^fixture$\"}}\n");
   EXPECT_TRUE(hdr.outcome.ok) << hdr.outcome.message;
 }
 
 TEST_F(HttpProbeTest, RedirectsFollowedOrNot) {
   auto follow = run("      url: " + http("/redirect/2") + "\n");
   EXPECT_TRUE(follow.outcome.ok) << follow.outcome.message;
-  auto no = run("      url: " + http("/redirect") + "\n      follow_redirects: false\n      expect: {status: [302]}\n");
+  auto no = run("      url: " + http("/redirect") +
+                "\n      follow_redirects: false\n      expect: {status: [302]}\n");
   EXPECT_TRUE(no.outcome.ok) << no.outcome.message;
   auto loop = run("      url: " + http("/loop") + "\n      max_redirects: 5\n");
   EXPECT_FALSE(loop.outcome.ok);
@@ -92,18 +99,22 @@ TEST_F(HttpProbeTest, BodyLargerThanLimitFails) {
 
 TEST_F(HttpProbeTest, MethodHeadersBodyAndBasicAuth) {
   auto echo = run("      url: " + http("/echo-headers") +
-                  "\n      headers: {X-Test: hello}\n      expect: {body_regex: [\"x-test=hello\", \"user-agent=pes-agent/\"]}\n");
+                  "\n      headers: {X-Test: hello}\n      expect: {body_regex: [\"x-test=hello\", "
+                  "\"user-agent=pes-agent/\"]}\n");
   EXPECT_TRUE(echo.outcome.ok) << echo.outcome.message;
-  auto authed = run("      url: " + http("/basic") + "\n      basic_auth: {username: pes, password: secret}\n");
+  auto authed = run("      url: " + http("/basic") +
+                    "\n      basic_auth: {username: pes, password: secret}\n");
   EXPECT_TRUE(authed.outcome.ok) << authed.outcome.message;
-  auto denied = run("      url: " + http("/basic") + "\n      basic_auth: {username: pes, password: wrong}\n");
+  auto denied = run("      url: " + http("/basic") +
+                    "\n      basic_auth: {username: pes, password: wrong}\n");
   EXPECT_EQ(denied.outcome.reason, Reason::http_status);
   auto head = run("      url: " + http("/ok") + "\n      method: HEAD\n");
   EXPECT_TRUE(head.outcome.ok) << head.outcome.message;
 }
 
 TEST_F(HttpProbeTest, ValidCertificateAndExpiry) {
-  auto r = run("      url: " + https("TLS_PORT") + "\n      tls: {ca_file: " + ca() + "}\n      expect: {cert_min_days: 14}\n");
+  auto r = run("      url: " + https("TLS_PORT") + "\n      tls: {ca_file: " + ca() +
+               "}\n      expect: {cert_min_days: 14}\n");
   EXPECT_TRUE(r.outcome.ok) << r.outcome.message;
   double expiry = ProbeRunner::sample(r.outcome, "probe_ssl_earliest_cert_expiry");
   EXPECT_GT(expiry, static_cast<double>(std::time(nullptr)) + 14 * 86400);
@@ -120,7 +131,8 @@ TEST_F(HttpProbeTest, CertificateFailuresAreTls) {
   auto untrusted = run("      url: " + https("TLS_PORT") + "\n");
   EXPECT_EQ(untrusted.outcome.reason, Reason::tls);
   // insecure_skip_verify accepts it, and server_name checks the name while connecting elsewhere.
-  auto skip = run("      url: " + https("EXPIRED_PORT") + "\n      tls: {insecure_skip_verify: true}\n");
+  auto skip =
+      run("      url: " + https("EXPIRED_PORT") + "\n      tls: {insecure_skip_verify: true}\n");
   EXPECT_TRUE(skip.outcome.ok) << skip.outcome.message;
   auto sni = run("      url: https://127.0.0.1:" + nginx_->get("WRONGHOST_PORT") +
                  "/ok\n      tls: {ca_file: " + ca() + ", server_name: wrong.example}\n");
@@ -128,7 +140,8 @@ TEST_F(HttpProbeTest, CertificateFailuresAreTls) {
 }
 
 TEST_F(HttpProbeTest, SoonExpiringCertificateFailsCertMinDays) {
-  auto r = run("      url: " + https("SOON_PORT") + "\n      tls: {ca_file: " + ca() + "}\n      expect: {cert_min_days: 14}\n");
+  auto r = run("      url: " + https("SOON_PORT") + "\n      tls: {ca_file: " + ca() +
+               "}\n      expect: {cert_min_days: 14}\n");
   EXPECT_FALSE(r.outcome.ok);
   EXPECT_EQ(r.outcome.reason, Reason::assertion);
   EXPECT_NE(r.outcome.message.find("cert_min_days"), std::string::npos);
@@ -158,7 +171,8 @@ TEST_F(HttpProbeTest, ResetAndGarbageFail) {
   HungServer reset(HungMode::reset);
   auto r = run("      url: http://127.0.0.1:" + std::to_string(reset.port()) + "/\n", "1s");
   EXPECT_FALSE(r.outcome.ok);
-  EXPECT_TRUE(r.outcome.reason == Reason::connect || r.outcome.reason == Reason::protocol) << r.outcome.message;
+  EXPECT_TRUE(r.outcome.reason == Reason::connect || r.outcome.reason == Reason::protocol)
+      << r.outcome.message;
   HungServer junk(HungMode::garbage, "\x01\x02 not http at all\r\n\r\n");
   auto g = run("      url: http://127.0.0.1:" + std::to_string(junk.port()) + "/\n", "1s");
   EXPECT_EQ(g.outcome.reason, Reason::protocol) << g.outcome.message;
@@ -170,9 +184,13 @@ TEST_F(HttpProbeTest, ResetAndGarbageFail) {
 
 TEST_F(HttpProbeTest, OneHungTargetDoesNotDelayAnother) {
   HungServer hang(HungMode::accept_and_hang);
-  ProbeRunner runner("global: {interval: 10s, timeout: 1500ms}\nprobes:\n"
-                     "  - {name: hung, type: http, http: {url: \"http://127.0.0.1:" + std::to_string(hang.port()) + "/\"}}\n"
-                     "  - {name: ok, type: http, http: {url: \"" + http("/ok") + "\"}}\n");
+  ProbeRunner runner(
+      "global: {interval: 10s, timeout: 1500ms}\nprobes:\n"
+      "  - {name: hung, type: http, http: {url: \"http://127.0.0.1:" +
+      std::to_string(hang.port()) +
+      "/\"}}\n"
+      "  - {name: ok, type: http, http: {url: \"" +
+      http("/ok") + "\"}}\n");
   std::thread slow([&] { runner.run("hung"); });
   std::this_thread::sleep_for(100ms);
   auto start = std::chrono::steady_clock::now();
@@ -184,23 +202,39 @@ TEST_F(HttpProbeTest, OneHungTargetDoesNotDelayAnother) {
 }
 
 TEST_F(HttpProbeTest, DebugTraceShowsStepsWithoutSecrets) {
-  auto r = run("      url: " + http("/basic") + "\n      basic_auth: {username: pes, password: secret-pw-123}\n", "2s",
-               true);
+  auto r = run("      url: " + http("/basic") +
+                   "\n      basic_auth: {username: pes, password: secret-pw-123}\n",
+               "2s", true);
   EXPECT_NE(r.trace.find("GET http://127.0.0.1:"), std::string::npos) << r.trace;
   EXPECT_EQ(r.trace.find("secret-pw-123"), std::string::npos);
 }
 
 TEST_F(HttpProbeTest, TcpProbeConnectsTlsAndBanner) {
-  ProbeRunner runner("global: {interval: 10s, timeout: 1s}\nprobes:\n"
-                     "  - {name: plain, type: tcp, tcp: {address: \"127.0.0.1:" + nginx_->get("PORT") + "\", "
-                     "send: \"GET /ok HTTP/1.0\\r\\n\\r\\n\", expect_regex: \"HTTP/1.1 200\"}}\n"
-                     "  - {name: tls, type: tcp, tcp: {address: \"localhost:" + nginx_->get("TLS_PORT") + "\", "
-                     "tls: {ca_file: " + ca() + "}}}\n"
-                     "  - {name: badtls, type: tcp, tcp: {address: \"localhost:" + nginx_->get("EXPIRED_PORT") + "\", "
-                     "tls: {ca_file: " + ca() + "}}}\n"
-                     "  - {name: refused, type: tcp, tcp: {address: \"127.0.0.1:" + std::to_string(free_port()) + "\"}}\n"
-                     "  - {name: nomatch, type: tcp, tcp: {address: \"127.0.0.1:" + nginx_->get("PORT") + "\", "
-                     "send: \"GET /ok HTTP/1.0\\r\\n\\r\\n\", expect_regex: \"SSH-2.0\"}}\n");
+  ProbeRunner runner(
+      "global: {interval: 10s, timeout: 1s}\nprobes:\n"
+      "  - {name: plain, type: tcp, tcp: {address: \"127.0.0.1:" +
+      nginx_->get("PORT") +
+      "\", "
+      "send: \"GET /ok HTTP/1.0\\r\\n\\r\\n\", expect_regex: \"HTTP/1.1 200\"}}\n"
+      "  - {name: tls, type: tcp, tcp: {address: \"localhost:" +
+      nginx_->get("TLS_PORT") +
+      "\", "
+      "tls: {ca_file: " +
+      ca() +
+      "}}}\n"
+      "  - {name: badtls, type: tcp, tcp: {address: \"localhost:" +
+      nginx_->get("EXPIRED_PORT") +
+      "\", "
+      "tls: {ca_file: " +
+      ca() +
+      "}}}\n"
+      "  - {name: refused, type: tcp, tcp: {address: \"127.0.0.1:" +
+      std::to_string(free_port()) +
+      "\"}}\n"
+      "  - {name: nomatch, type: tcp, tcp: {address: \"127.0.0.1:" +
+      nginx_->get("PORT") +
+      "\", "
+      "send: \"GET /ok HTTP/1.0\\r\\n\\r\\n\", expect_regex: \"SSH-2.0\"}}\n");
   auto plain = runner.run("plain");
   EXPECT_TRUE(plain.outcome.ok) << plain.outcome.message;
   auto tls = runner.run("tls");
@@ -210,9 +244,10 @@ TEST_F(HttpProbeTest, TcpProbeConnectsTlsAndBanner) {
   EXPECT_EQ(runner.run("refused").outcome.reason, Reason::connect);
   EXPECT_EQ(runner.run("nomatch").outcome.reason, Reason::assertion);
   HungServer hang(HungMode::accept_and_hang);
-  ProbeRunner hung("global: {interval: 10s, timeout: 500ms}\nprobes:\n"
-                   "  - {name: h, type: tcp, tcp: {address: \"127.0.0.1:" + std::to_string(hang.port()) +
-                   "\", expect_regex: \"hello\"}}\n");
+  ProbeRunner hung(
+      "global: {interval: 10s, timeout: 500ms}\nprobes:\n"
+      "  - {name: h, type: tcp, tcp: {address: \"127.0.0.1:" +
+      std::to_string(hang.port()) + "\", expect_regex: \"hello\"}}\n");
   auto start = std::chrono::steady_clock::now();
   EXPECT_EQ(hung.run("h").outcome.reason, Reason::timeout);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 600ms);

@@ -18,7 +18,9 @@ ProbeRunner::ProbeRunner(const std::string& yaml) {
 
 ProbeRunner::~ProbeRunner() { engine_->stop(); }
 
-Engine::AdHocResult ProbeRunner::run(const std::string& name, bool debug) { return engine_->run_now(name, debug); }
+Engine::AdHocResult ProbeRunner::run(const std::string& name, bool debug) {
+  return engine_->run_now(name, debug);
+}
 
 double ProbeRunner::sample(const Outcome& o, const std::string& name, const std::string& label) {
   for (const auto& s : o.samples) {

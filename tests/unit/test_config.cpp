@@ -127,7 +127,8 @@ TEST(Config, SecretsFromEnvAndFileAreExpandedAndRedacted) {
           file.string() + "}\"}\n",
       "s.yml", probe_types());
   ASSERT_TRUE(cfg->redactor);
-  EXPECT_EQ(cfg->redactor->redact("a s3cr3t-from-env b s3cr3t-from-file c"), "a <redacted> b <redacted> c");
+  EXPECT_EQ(cfg->redactor->redact("a s3cr3t-from-env b s3cr3t-from-file c"),
+            "a <redacted> b <redacted> c");
   fs::remove(file);
 }
 

@@ -67,7 +67,8 @@ TEST(HttpJudge, TransportFailureKeepsItsReason) {
 }
 
 TEST(HttpJudge, BodyRegexes) {
-  auto e = expect_from(R"({expect: {body_regex: ["installed.*true"], body_not_regex: ["maintenance\":true"]}})");
+  auto e = expect_from(
+      R"({expect: {body_regex: ["installed.*true"], body_not_regex: ["maintenance\":true"]}})");
   EXPECT_TRUE(judge_http(response(200, R"({"installed":true,"maintenance":false})"), e).ok);
   auto missing = judge_http(response(200, R"({"installed":false})"), e);
   EXPECT_EQ(missing.reason, Reason::assertion);
@@ -77,7 +78,8 @@ TEST(HttpJudge, BodyRegexes) {
 }
 
 TEST(HttpJudge, JsonPathsWithTypedValues) {
-  auto e = expect_from(R"({expect: {json: {installed: true, "versionstring": "28.0.1", "checks.db.count": 3,
+  auto e = expect_from(
+      R"({expect: {json: {installed: true, "versionstring": "28.0.1", "checks.db.count": 3,
                             "items[1]": b, "items.2": "c", "ratio": 0.5, nothing: null}}})");
   std::string good = R"({"installed":true,"versionstring":"28.0.1","checks":{"db":{"count":3.0}},
                         "items":["a","b","c"],"ratio":0.5,"nothing":null})";
@@ -130,7 +132,8 @@ TEST(HttpJudge, SamplesIncludeStatusPhasesAndLength) {
   bool status = false, connect = false, length = false;
   for (const auto& s : o.samples) {
     if (s.name == "probe_http_status_code") status = s.value == 200;
-    if (s.name == "probe_http_duration_seconds" && s.labels[0].second == "connect") connect = s.value == 0.25;
+    if (s.name == "probe_http_duration_seconds" && s.labels[0].second == "connect")
+      connect = s.value == 0.25;
     if (s.name == "probe_http_content_length") length = s.value == 5;
   }
   EXPECT_TRUE(status && connect && length);
