@@ -43,7 +43,7 @@ class ProbeSlot {
 
 Agent::Agent(AgentOptions options)
     : options_(std::move(options)),
-      engine_(EngineOptions{16, std::random_device{}(), &registry_}),
+      engine_(EngineOptions{.workers = 16, .seed = std::random_device{}(), .registry = &registry_}),
       probes_exposition_(engine_),
       reload_ok_(prometheus::BuildGauge()
                      .Name("pes_agent_config_last_reload_successful")
@@ -198,12 +198,7 @@ WebResponse Agent::handle_probe(const WebRequest& req) {
                        {{"Retry-After", std::to_string(std::max<long>(1, seconds))}}};
   }
   auto result = engine_.run_now(it->second, debug);
-  struct One : prometheus::Collectable {
-    std::vector<prometheus::MetricFamily> fams;
-    std::vector<prometheus::MetricFamily> Collect() const override { return fams; }
-  } one;
-  one.fams = adhoc_families(*pc, *view.config, result.outcome, result.duration);
-  std::string metrics = render_text({&one});
+  std::string metrics = render_run(*pc, *view.config, result.outcome, result.duration);
   if (!debug) return WebResponse{200, "text/plain; version=0.0.4; charset=utf-8", metrics, {}};
   std::ostringstream out;
   out << "Logs for the probe:\n" << result.trace;
