@@ -25,10 +25,11 @@ BUILD_PKGS=(
   nlohmann-json3-dev
   libssl-dev
   libcli11-dev
-  libcivetweb-dev
   libexpat1-dev
   libboost-dev
   libre2-dev
+  # the listener's gzip (Boost.Beast/Asio is in libboost-dev)
+  zlib1g-dev
 )
 
 if [ "$(id -u)" -ne 0 ]; then
