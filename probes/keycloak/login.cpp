@@ -422,7 +422,7 @@ class LoginRun : public std::enable_shared_from_this<LoginRun> {
     const std::string url =
         authorization_url(discovery_.authorization_endpoint, spec_->client_id, spec_->redirect_uri,
                           spec_->scope, state_, nonce_, pkce_challenge(verifier_));
-    trace("GET the authorization endpoint (PKCE S256, state and nonce not shown)");
+    trace("the authorization request, with PKCE (S256), a fresh state and a fresh nonce");
     get(url, &LoginRun::on_login_page);
   }
 
