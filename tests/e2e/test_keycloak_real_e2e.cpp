@@ -146,10 +146,13 @@ TEST_F(KeycloakRealE2E, RealTokensPassTheSsoChainAndSlapdDownIsExplainedByTheDep
   const bool login_down = wait_for_series(agent, {"probe_success{", login}, 0, 60s);
   const bool ldap_down = wait_for_series(agent, {"probe_up{", "probe=\"openldap\""}, 0, 60s);
   const bool login_state_down = wait_for_series(agent, {"probe_up{", login}, 0, 60s);
+  const bool person_down =
+      wait_for_series(agent, {"probe_success{", "probe=\"app-person\""}, 0, 60s);
+  const auto person_status = probe_status(agent, "app-person");
   const auto login_status = probe_status(agent, "keycloak-login");
   m = agent.metrics();
   kc().start_slapd();
-  EXPECT_TRUE(login_down && ldap_down && login_state_down) << m;
+  EXPECT_TRUE(login_down && ldap_down && login_state_down && person_down) << m;
   EXPECT_EQ(series_value(m, {"probe_success{", "probe=\"keycloak\""}), 1) << m;
   EXPECT_EQ(login_status["down_because"], nlohmann::json::array({"openldap"})) << login_status;
   EXPECT_NE(login_status["last_error"].get<std::string>().find(
@@ -161,7 +164,7 @@ TEST_F(KeycloakRealE2E, RealTokensPassTheSsoChainAndSlapdDownIsExplainedByTheDep
             std::string::npos)
       << login_status;
   // The person's chained probe does not blame the application: no token, reason auth.
-  EXPECT_EQ(probe_status(agent, "app-person")["last_failure_reason"], "auth");
+  EXPECT_EQ(person_status["last_failure_reason"], "auth") << person_status;
 
   // slapd is back: the login passes again.
   EXPECT_TRUE(wait_for_series(agent, {"probe_success{", login}, 1, 60s))
