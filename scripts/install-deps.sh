@@ -42,7 +42,6 @@ TEST_PKGS=(
   python3-yaml
   chromium
 )
-PKGS+=(libxml2-dev)  # keycloak login flow: libxml2's HTML parser reads Keycloak's login page
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-deps.sh: run as root (it calls apt-get)" >&2

@@ -1,10 +1,12 @@
 #include "tests/support/keycloak_shared.h"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -30,10 +32,23 @@ SharedKeycloak::SharedKeycloak() {
   if (env != nullptr && *env != '\0') {
     dir_ = env;
   } else {
-    own_ = std::make_unique<Fixture>("keycloak");
-    dir_ = own_->dir();
+    // Not through Fixture: its start allows 120 s, and Keycloak's first start may take more on
+    // a busy machine. The watchdog (OWNER_PID) stops it should this process die.
+    dir_ = make_temp_dir("pes-fixture-keycloak-");
+    own_ = true;
+    run_fixture("keycloak", "start", dir_, {"OWNER_PID=" + std::to_string(::getpid())});
   }
   read_env();
+}
+
+SharedKeycloak::~SharedKeycloak() {
+  if (!own_) return;
+  // At exit, without GoogleTest's machinery (it may be gone): a plain stop, then the dir.
+  const std::string stop =
+      "bash '" + script_path("keycloak") + "' stop '" + dir_ + "' >/dev/null 2>&1";
+  [[maybe_unused]] int rc = std::system(stop.c_str());
+  std::error_code ec;
+  if (std::getenv("PES_KEEP_FIXTURES") == nullptr) std::filesystem::remove_all(dir_, ec);
 }
 
 void SharedKeycloak::read_env() {
@@ -79,8 +94,10 @@ void SharedKeycloak::stop_slapd() { run_fixture("slapd", "stop", get("SLAPD_DIR"
 void SharedKeycloak::start_slapd() { run_fixture("slapd", "start", get("SLAPD_DIR")); }
 
 void SharedKeycloak::run_fixture(const std::string& script, const std::string& command,
-                                 const std::string& dir) {
-  auto r = run_command({"bash", script_path(script), command, dir}, std::chrono::seconds(400));
+                                 const std::string& dir, const std::vector<std::string>& options) {
+  std::vector<std::string> argv = {"bash", script_path(script), command, dir};
+  argv.insert(argv.end(), options.begin(), options.end());
+  auto r = run_command(argv, std::chrono::seconds(400));
   if (r.exit_code != 0)
     throw std::runtime_error(script + ".sh " + command + " " + dir + " failed (exit " +
                              std::to_string(r.exit_code) + "):\n" + r.out + r.err);

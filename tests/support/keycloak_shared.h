@@ -5,8 +5,8 @@
 #pragma once
 
 #include <map>
-#include <memory>
 #include <string>
+#include <vector>
 
 #include "tests/support/fixture.h"
 
@@ -16,6 +16,9 @@ class SharedKeycloak {
  public:
   // The instance of this process (attached or started on first use); throws when it cannot.
   static SharedKeycloak& instance();
+  ~SharedKeycloak();
+  SharedKeycloak(const SharedKeycloak&) = delete;
+  SharedKeycloak& operator=(const SharedKeycloak&) = delete;
 
   const std::string& get(const std::string& key) const;
   const std::string& dir() const { return dir_; }
@@ -32,9 +35,10 @@ class SharedKeycloak {
  private:
   SharedKeycloak();
   void read_env();
-  void run_fixture(const std::string& script, const std::string& command, const std::string& dir);
+  void run_fixture(const std::string& script, const std::string& command, const std::string& dir,
+                   const std::vector<std::string>& options = {});
 
-  std::unique_ptr<Fixture> own_;  // when no suite fixture was given
+  bool own_ = false;  // started here (no suite fixture given): stopped at exit
   std::string dir_;
   std::map<std::string, std::string> values_;
 };
