@@ -152,8 +152,10 @@ image_config() {
 # --- 3. the image at work -------------------------------------------------------------------
 NS="pes-image-$$"
 CTR=""
+CHECK_CTR=""
 cleanup() {
   [ -n "$CTR" ] && bh rm "$CTR" >/dev/null 2>&1
+  [ -n "$CHECK_CTR" ] && bh rm "$CHECK_CTR" >/dev/null 2>&1
   local pid
   for pid in $(ip netns pids "$NS" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
   ip netns delete "$NS" 2>/dev/null
@@ -163,7 +165,8 @@ CLEANUP_HOOKS+=(cleanup)
 
 in_ns() { ip netns exec "$NS" "$@"; }
 # Runs a command in the working container, in the namespace, as the image's user.
-in_image() { in_ns buildah --root "$CACHE/storage" --runroot "$RUNROOT" run --isolation chroot --user 10001:10001 "$@"; }
+RUN_AS_USER=(buildah --root "$CACHE/storage" --runroot "$RUNROOT" run --isolation chroot --user 10001:10001)
+in_image() { in_ns "${RUN_AS_USER[@]}" "$@"; }
 
 # The PID of the agent running in the namespace (the container's process, seen from the host).
 agent_pid() {
@@ -181,7 +184,10 @@ import json, sys
 t = json.loads(sys.argv[1])["Test"]
 argv = t[1:] if t[0] == "CMD" else ["/bin/sh", "-c", t[1]]
 sys.stdout.write("".join(a + "\0" for a in argv))' "$HEALTH")
-  in_image "$CTR" -- timeout "$HEALTH_TIMEOUT" "${argv[@]}"
+  # In a second container of the image: the same files and, under chroot isolation, the same
+  # network as the agent's, without waiting on the agent's container while it runs.
+  timeout $((HEALTH_TIMEOUT + 30)) ip netns exec "$NS" "${RUN_AS_USER[@]}" "$CHECK_CTR" -- \
+    timeout "$HEALTH_TIMEOUT" "${argv[@]}"
 }
 
 # --- 4. what the runtime stage must not hold ------------------------------------------------
@@ -258,6 +264,7 @@ probes:
 EOF
   chmod 644 "$TMP/agent.yml"
   CTR=$(bh from --pull=never "$IMAGE")
+  CHECK_CTR=$(bh from --pull=never "$IMAGE")
 
   log "check the runtime contents (no compiler, no -dev package, no test server)"
   check_contents
