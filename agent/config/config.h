@@ -52,7 +52,8 @@ struct Config {
   int failure_threshold = 3;
   int success_threshold = 1;
   std::vector<std::pair<std::string, std::string>> labels;
-  std::vector<std::string> connectivity;  // probes that stand for the agent's path to the platform
+  // Probes that stand for the agent's path to the platform; lost when all of them fail.
+  std::vector<std::string> connectivity;
   WebConfig web;
   std::vector<ProbeConfig> probes;
   std::shared_ptr<Redactor> redactor;

@@ -394,6 +394,7 @@ bool Engine::fresh(const ProbeRuntime& rt, Clock::time_point now) const {
 void Engine::run_at_once(const std::shared_ptr<ProbeRuntime>& rt, Clock::time_point now) {
   scheduler_.remove(rt->id);
   rt->planned = now;
+  if (metrics_) metrics_->schedule_lag.Observe(0);  // planned for now, started now
   start_run(rt, true, nullptr, false);
 }
 
@@ -427,13 +428,19 @@ void Engine::release_held() {
   }
 }
 
+// Lost when every connectivity check that has run failed its last run: one of several checks
+// failing is that target's own outage (a refused port still proves the path), all of them
+// failing is the path.
 bool Engine::connectivity_lost() const {
+  bool any_run = false;
   for (uint64_t id : connectivity_ids_) {
     auto it = by_id_.find(id);
-    if (it != by_id_.end() && it->second->state.last_ok() == std::optional<bool>(false))
-      return true;
+    if (it == by_id_.end()) continue;
+    const auto ok = it->second->state.last_ok();
+    if (ok == std::optional<bool>(true)) return false;
+    any_run = any_run || ok.has_value();
   }
-  return false;
+  return any_run;
 }
 
 void Engine::check_dependencies(const ProbeRuntime& rt) {

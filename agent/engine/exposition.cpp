@@ -320,7 +320,7 @@ void write_probe_families(std::string& out, const Config& cfg, std::span<const P
     FamilyWriter f(out, "probe_up", "Damped state after failure/success thresholds: 1 up, 0 down.",
                    "gauge");
     for (size_t i = 0; i < n; ++i)
-      if (snap(i).has_run) f.gauge(labels[i], snap(i).up.value_or(false) ? 1 : 0);
+      if (snap(i).up) f.gauge(labels[i], *snap(i).up ? 1 : 0);  // none until a run was judged
   }
   // The probe types' own series (probe_http_*, probe_postgres_*, ...), one family at a time.
   for (const auto& [name, help] : extra) {

@@ -108,9 +108,13 @@ std::string_view state_name(const ProbeSnapshot& snap, const DerivedState& deriv
 }
 
 bool connectivity_up(std::span<const ProbeView> probes) {
-  for (const auto& p : probes)
-    if (p.cfg->connectivity && p.snap->has_run && !p.snap->last_ok) return false;
-  return true;
+  bool any_failed = false;
+  for (const auto& p : probes) {
+    if (!p.cfg->connectivity || !p.snap->has_run) continue;
+    if (p.snap->last_ok) return true;
+    any_failed = true;
+  }
+  return !any_failed;
 }
 
 }  // namespace pes

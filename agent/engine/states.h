@@ -34,7 +34,8 @@ std::vector<DerivedState> derive_states(std::span<const ProbeView> probes, doubl
 // also before the first run.
 std::string_view state_name(const ProbeSnapshot& snap, const DerivedState& derived);
 
-// Whether the agent's connectivity checks pass (their last runs succeeded); true without any.
+// Whether the agent can see the platform: false only when every connectivity check that has run
+// failed its last run (one failing check is that target's outage); true without any.
 bool connectivity_up(std::span<const ProbeView> probes);
 
 }  // namespace pes
