@@ -190,7 +190,7 @@ class KeycloakRun : public std::enable_shared_from_this<KeycloakRun> {
     finish(std::move(out));
   }
 
-  void fail(Reason reason, std::string message) {
+  void fail(Reason reason, const std::string& message) {
     ctx_->tokens().revoke(ctx_->probe_name());
     finish(Outcome::failure(reason, std::string(step_) + ": " + message));
   }
