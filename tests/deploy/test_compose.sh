@@ -169,7 +169,8 @@ for preset in ("nextcloud", "collabora", "gitea", "nexus", "moodle"):
     schema[preset] = ({"url"}, {"url"})
 errors = []
 g = cfg.get("global", {})
-unknown = set(g) - {"interval", "timeout", "failure_threshold", "success_threshold", "labels"}
+unknown = set(g) - {"interval", "timeout", "failure_threshold", "success_threshold", "labels",
+                    "degraded_above", "confirm_window"}  # docs/configuration.md, agent states
 if unknown:
     errors.append(f"global: unknown keys {sorted(unknown)}")
 dur = re.compile(r"^(\d+(ms|s|m|h|d))+$")
@@ -189,7 +190,8 @@ for p in cfg["probes"]:
         errors.append(f"{w}: unknown type {t}")
         continue
     allowed = {"name", "service", "type", "interval", "timeout", "failure_threshold",
-               "success_threshold", "depends_on", t}
+               "success_threshold", "depends_on", t,
+               "degraded_above", "confirm_window", "maintenance"}  # docs/configuration.md
     if set(p) - allowed:
         errors.append(f"{w}: unknown keys {sorted(set(p) - allowed)}")
     fields, required = schema[t]
