@@ -6,17 +6,12 @@
 #include <chrono>
 #include <sstream>
 
+#include "agent/core/clock.h"
 #include "agent/web/status.h"
 #include "pes_version.h"
 #include "probes/registry.h"
 
 namespace pes {
-
-namespace {
-double unix_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-}  // namespace
 
 Agent::Agent(AgentOptions options)
     : options_(std::move(options)),

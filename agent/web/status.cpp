@@ -7,6 +7,8 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "agent/core/clock.h"
+
 namespace pes {
 
 namespace {
@@ -123,10 +125,6 @@ std::string html_escape(const std::string& s) {
     }
   }
   return out;
-}
-
-double unix_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 
 #include "agent/config/parse.h"
 #include "agent/core/probe.h"
+#include "probes/common/http_step.h"
 
 namespace pes {
 
@@ -28,16 +29,6 @@ struct PresetBase {
 // Reads url (required, http/https, no query or fragment), tls and max_body_bytes.
 // Returns nullopt when the URL is unusable (the error is already reported).
 std::optional<PresetBase> parse_preset_base(Section& s);
-
-// A step's conclusion: nullopt when it passed, else why the run fails.
-struct StepFailure {
-  Reason reason;
-  std::string message;
-};
-using Verdict = std::optional<StepFailure>;
-inline Verdict fail(Reason reason, std::string message) {
-  return StepFailure{reason, std::move(message)};
-}
 
 // One HTTP request of a preset and how its answer is judged. `judge` may add samples to the
 // outcome being built and write to the trace; it runs on the event loop thread.
