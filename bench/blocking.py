@@ -4,8 +4,11 @@
 Starts PostgreSQL, slapd and nginx (TLS) on loopback with tests/fixtures/*.sh, then for each type
 (pg, ldap, tcp, tls) measures the CPU (utime + stime) one run costs:
 
-  floor      bench/blocking_floor: the same work with the same libraries, in a loop in one process
-             (getrusage around the loop, start-up not counted)
+  floor      bench/blocking_floor: the same work with the same libraries, in one process, paced at
+             the agent's rate of runs for the type (--rate), so that caches are as cold for it as
+             for the agent, which runs each probe once an interval (getrusage around the loop,
+             start-up not counted)
+  floor-hot  the same back to back, no pause: the cheapest a run can be, caches hot
   agent      pes-agent running P probes of the type every second: the process's CPU over a window
              (sum of /proc/PID/task/*/schedstat, ns) divided by the runs finished in it
              (probe_runs_total from /metrics; the scrapes are outside the CPU window)
@@ -96,8 +99,9 @@ def run_per_process(argv, n, env=None):
     return total_us / n, failures
 
 
-def floor_in_process(floor, args, runs):
-    out = subprocess.run([floor] + args + [str(runs)], capture_output=True, text=True)
+def floor_in_process(floor, args, runs, rate=0):
+    pace = ["--rate", str(rate)] if rate else []
+    out = subprocess.run([floor] + pace + args + [str(runs)], capture_output=True, text=True)
     m = re.search(r"failures=(\d+) cpu_us=\S+ per_run_us=(\S+)", out.stdout)
     if not m:
         raise RuntimeError(f"blocking_floor {args[0]}: {out.stdout} {out.stderr}")
@@ -175,7 +179,7 @@ def agent_steady(agent, cfg, repeats, window, warmup):
 
 # ---- blackbox_exporter -------------------------------------------------------------------------
 
-def blackbox_run(fx, tmp, repeats, runs):
+def blackbox_run(fx, tmp, repeats, rates, window):
     ng = fx["nginx"].env
     cfg = os.path.join(tmp, "blackbox.yml")
     with open(cfg, "w") as f:
@@ -200,11 +204,15 @@ def blackbox_run(fx, tmp, repeats, runs):
             for _ in range(20):
                 probe(module, target)  # warm-up
             values, failures = [], 0
+            rate = rates[kind]
+            n = int(rate * window)
             for _ in range(repeats):
                 c0 = task_cpu_ns(proc.pid)
-                for _ in range(runs):
+                start = time.monotonic()
+                for i in range(n):
                     failures += 0 if probe(module, target) else 1
-                values.append((task_cpu_ns(proc.pid) - c0) / 1e3 / runs)
+                    time.sleep(max(0.0, start + (i + 1) / rate - time.monotonic()))  # paced
+                values.append((task_cpu_ns(proc.pid) - c0) / 1e3 / n)
             result[kind] = (values, failures)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -278,13 +286,21 @@ def main():
             nagios["tls"] = [f"{NAGIOS}/check_tcp", "-H", "127.0.0.1", "-p", ng["TLS_PORT"], "-S"]
 
         for kind in kinds + (["pg-bare"] if "pg" in kinds else []):
-            log(f"{kind}: floor")
+            rate = int(probes[kind.split("-")[0]])
+            log(f"{kind}: floor, {rate} runs per second")
+            vals, fails = [], 0
+            for _ in range(a.repeats):
+                v, f = floor_in_process(floor, floor_args[kind], int(rate * a.window), rate)
+                vals.append(v)
+                fails += f
+            rows.setdefault(kind, {})["floor"] = (vals, fails)
+            log(f"{kind}: floor, back to back")
             vals, fails = [], 0
             for _ in range(a.repeats):
                 v, f = floor_in_process(floor, floor_args[kind], a.runs if kind not in ("pg", "pg-bare") else a.runs // 3)
                 vals.append(v)
                 fails += f
-            rows.setdefault(kind, {})["floor"] = (vals, fails)
+            rows[kind]["floor-hot"] = (vals, fails)
             if kind == "pg-bare":
                 continue
 
@@ -321,7 +337,7 @@ def main():
 
         if "nginx" in fx and os.path.exists(BLACKBOX):
             log("blackbox_exporter tcp_connect / tls_connect")
-            for kind, r in blackbox_run(fx, tmp, a.repeats, a.runs).items():
+            for kind, r in blackbox_run(fx, tmp, a.repeats, {k: int(probes[k]) for k in ("tcp", "tls")}, a.window).items():
                 if kind in rows:
                     rows[kind]["blackbox"] = r
     finally:
@@ -332,7 +348,7 @@ def main():
     names = {"pg": "postgres (connect+auth, SELECT 1, saturation query)",
              "pg-bare": "postgres floor without the saturation query",
              "ldap": "ldap (simple bind)", "tcp": "tcp (connect)", "tls": "tcp + TLS handshake"}
-    cols = ["floor", "agent", "blackbox", "floor-proc", "agent-cli", "nagios"]
+    cols = ["floor", "agent", "floor-hot", "blackbox", "floor-proc", "agent-cli", "nagios"]
     lines = ["| type | " + " | ".join(cols) + " | agent / floor |", "|---" * (len(cols) + 2) + "|"]
     for kind, r in rows.items():
         cells = [fmt(r[c][0]) if c in r else "-" for c in cols]

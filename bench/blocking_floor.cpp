@@ -6,6 +6,7 @@
 //   blocking_floor ldap URL BIND_DN PASSWORD N
 //   blocking_floor tcp  HOST PORT N
 //   blocking_floor tls  HOST PORT CA_FILE N
+//   (any of them with --rate R first: R runs per second, sleeping in between, as a scheduler would)
 //
 // pg: libpq connect + SCRAM/md5 auth (the conninfo the probe sends), `SELECT 1`, and the probe's
 //     saturation query; --bare stops after `SELECT 1`.
@@ -133,7 +134,7 @@ bool tls_once(const char* host, const char* port, const char* ca_file) {
 
 int usage() {
   std::fprintf(stderr,
-               "usage: blocking_floor pg HOST PORT DBNAME USER PASSWORD [--bare] N\n"
+               "usage: blocking_floor [--rate R] pg HOST PORT DBNAME USER PASSWORD [--bare] N\n"
                "       blocking_floor ldap URL BIND_DN PASSWORD N\n"
                "       blocking_floor tcp HOST PORT N\n"
                "       blocking_floor tls HOST PORT CA_FILE N\n");
@@ -143,6 +144,15 @@ int usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // --rate R paces the runs like a scheduler spreading them over time: the caches are then as
+  // cold for the floor as for the agent, which runs each probe once an interval, not in a loop.
+  double rate = 0;
+  if (argc > 3 && std::string(argv[1]) == "--rate") {
+    rate = std::atof(argv[2]);
+    argv[2] = argv[0];
+    argv += 2;
+    argc -= 2;
+  }
   if (argc < 3) return usage();
   std::string mode = argv[1];
   int n = std::atoi(argv[argc - 1]);
@@ -166,7 +176,19 @@ int main(int argc, char** argv) {
   if (n < 1) return usage();
   int failures = 0;
   double c0 = cpu_us();
-  for (int i = 0; i < n; ++i) failures += once() ? 0 : 1;
+  timespec next{};
+  clock_gettime(CLOCK_MONOTONIC, &next);
+  for (int i = 0; i < n; ++i) {
+    failures += once() ? 0 : 1;
+    if (rate <= 0) continue;
+    long step = static_cast<long>(1e9 / rate);
+    next.tv_nsec += step;
+    while (next.tv_nsec >= 1000000000L) {
+      next.tv_nsec -= 1000000000L;
+      ++next.tv_sec;
+    }
+    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, nullptr);
+  }
   double spent = cpu_us() - c0;
   std::printf("runs=%d failures=%d cpu_us=%.0f per_run_us=%.1f\n", n, failures, spent, spent / n);
   return failures == n ? 1 : 0;

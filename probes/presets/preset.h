@@ -48,6 +48,9 @@ void run_preset_steps(const RunContextPtr& ctx, std::vector<PresetStep> steps, D
 // builder captures, so concurrent runs share nothing mutable.
 class PresetProbe : public Probe {
  public:
+  // Every preset: the http phases of its first step, and what its info and check gauges carry.
+  static constexpr std::string_view kSampleLabels[] = {"phase", "version", "product",
+                                                       "hash",  "release", "check"};
   using StepsFn = std::function<std::vector<PresetStep>()>;
   PresetProbe(std::string target, std::optional<std::string> bearer_from, StepsFn steps)
       : target_(std::move(target)),
