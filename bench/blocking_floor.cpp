@@ -51,7 +51,7 @@ bool pg_ok(PGconn* c, const char* sql) {
 }
 
 bool pg_once(char** a, bool bare) {
-  const char* keys[] = {"host",    "port",     "dbname",           "user",       "password",
+  const char* keys[] = {"host",    "port",       "dbname",           "user", "password",
                         "sslmode", "gssencmode", "application_name", nullptr};
   const char* values[] = {a[0], a[1], a[2], a[3], a[4], "prefer", "disable", "pes-floor", nullptr};
   PGconn* c = PQconnectdbParams(keys, values, 0);
@@ -70,8 +70,8 @@ bool ldap_once(const char* url, const char* dn, const char* password) {
   int version = LDAP_VERSION3;
   ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &version);
   berval cred{static_cast<ber_len_t>(std::strlen(password)), const_cast<char*>(password)};
-  bool ok = ldap_sasl_bind_s(ld, dn, LDAP_SASL_SIMPLE, &cred, nullptr, nullptr, nullptr) ==
-            LDAP_SUCCESS;
+  bool ok =
+      ldap_sasl_bind_s(ld, dn, LDAP_SASL_SIMPLE, &cred, nullptr, nullptr, nullptr) == LDAP_SUCCESS;
   ldap_unbind_ext_s(ld, nullptr, nullptr);
   return ok;
 }
