@@ -234,8 +234,8 @@ void EventLoop::run_timers() {
 int EventLoop::on_socket(CURL*, curl_socket_t s, int what, void* userp, void* socketp) {
   auto* self = static_cast<EventLoop*>(userp);
   if (what == CURL_POLL_REMOVE) {
-    epoll_ctl(self->epoll_fd_.get(), EPOLL_CTL_DEL, s,
-              nullptr);  // may already be closed: ignore errors
+    // The socket may already be closed: ignore errors.
+    epoll_ctl(self->epoll_fd_.get(), EPOLL_CTL_DEL, s, nullptr);
     curl_multi_assign(self->multi_.get(), s, nullptr);
     return 0;
   }
