@@ -11,13 +11,19 @@
 namespace pes {
 
 std::span<const ProbeType> probe_types() {
+  // name, section parser, label names of the type's samples
   static const ProbeType kTypes[] = {
-      {"http", &HttpProbe::parse},           {"tcp", &TcpProbe::parse},
-      {"keycloak", &KeycloakProbe::parse},   {"postgres", &PostgresProbe::parse},
-      {"ldap", &LdapProbe::parse},           {"jitsi", &JitsiProbe::parse},
-      {"nextcloud", &parse_nextcloud_probe}, {"collabora", &parse_collabora_probe},
-      {"gitea", &parse_gitea_probe},         {"nexus", &parse_nexus_probe},
-      {"moodle", &parse_moodle_probe},
+      {"http", &HttpProbe::parse, HttpProbe::kSampleLabels},
+      {"tcp", &TcpProbe::parse},
+      {"keycloak", &KeycloakProbe::parse, KeycloakProbe::kSampleLabels},
+      {"postgres", &PostgresProbe::parse, PostgresProbe::kSampleLabels},
+      {"ldap", &LdapProbe::parse},
+      {"jitsi", &JitsiProbe::parse, JitsiProbe::kSampleLabels},
+      {"nextcloud", &parse_nextcloud_probe, PresetProbe::kSampleLabels},
+      {"collabora", &parse_collabora_probe, PresetProbe::kSampleLabels},
+      {"gitea", &parse_gitea_probe, PresetProbe::kSampleLabels},
+      {"nexus", &parse_nexus_probe, PresetProbe::kSampleLabels},
+      {"moodle", &parse_moodle_probe, PresetProbe::kSampleLabels},
   };
   return kTypes;
 }

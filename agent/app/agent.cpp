@@ -7,6 +7,7 @@
 #include <chrono>
 #include <sstream>
 
+#include "agent/engine/clock.h"
 #include "agent/web/gzip.h"
 #include "agent/web/status.h"
 #include "pes_version.h"
@@ -15,10 +16,6 @@
 namespace pes {
 
 namespace {
-double unix_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 // One of the at most `limit` ad hoc runs in flight, held for the run's duration.
 class ProbeSlot {
  public:
@@ -124,7 +121,7 @@ void Agent::start() {
   auto cfg = load_config(options_.config_file, probe_types());
   engine_.apply(cfg);
   reload_ok_.Set(1);
-  reload_time_.Set(unix_now());
+  reload_time_.Set(SystemClock::shared()->unix_now());
   engine_.start();
   max_probe_requests_ = cfg->web.max_probe_requests;
   web_.start(options_.listen_address, cfg->web);
@@ -140,7 +137,7 @@ std::string Agent::reload() {
     engine_.apply(cfg);
     web_.set_users(cfg->web.basic_auth_users);
     reload_ok_.Set(1);
-    reload_time_.Set(unix_now());
+    reload_time_.Set(SystemClock::shared()->unix_now());
     reloads_.Add({{"result", "success"}}).Increment();
     spdlog::info("configuration reloaded: {} probes", cfg->probes.size());
     return "";

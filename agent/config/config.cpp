@@ -27,24 +27,19 @@ bool valid_label_name(const std::string& s) {
   return true;
 }
 
-const std::set<std::string> kReservedLabels = {"probe",
-                                               "service",
-                                               "type",
-                                               "reason",
-                                               "result",
-                                               "target",
-                                               "depends_on",
-                                               "phase",
-                                               "step",
-                                               "component",
-                                               "le",
-                                               "job",
-                                               "instance",
-                                               "check",
-                                               "version",
-                                               "dependent",
-                                               "dependent_service",
-                                               "dependent_state"};
+// The agent's own labels; each probe type adds the labels of its samples (ProbeType).
+const std::set<std::string> kReservedLabels = {
+    "probe",          "service", "type", "reason",   "result",    "target",
+    "depends_on",     "le",      "job",  "instance", "dependent", "dependent_service",
+    "dependent_state"};
+
+bool reserved_label(const std::string& name, std::span<const ProbeType> types) {
+  if (kReservedLabels.count(name)) return true;
+  for (const auto& t : types)
+    for (std::string_view l : t.sample_labels)
+      if (l == name) return true;
+  return false;
+}
 
 struct GlobalDefaults {
   std::chrono::milliseconds interval{30000};
@@ -235,7 +230,7 @@ std::shared_ptr<const Config> parse_config(const std::string& text, const std::s
       for (const auto& [k, v] : cfg->labels) {
         if (!valid_label_name(k))
           gs.error("labels", "invalid label name \"" + k + "\"");
-        else if (kReservedLabels.count(k))
+        else if (reserved_label(k, types))
           gs.error("labels", "label name \"" + k + "\" is reserved by the agent");
       }
     }

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "agent/core/duration.h"
+#include "agent/core/handles.h"
 
 namespace pes {
 
@@ -404,10 +405,7 @@ TlsOptions Section::tls(const std::string& key) {
 
 bool Section::check_url(const std::string& key, const std::string& url,
                         std::initializer_list<const char*> schemes) {
-  struct UrlDeleter {
-    void operator()(CURLU* u) const { curl_url_cleanup(u); }
-  };
-  std::unique_ptr<CURLU, UrlDeleter> u(curl_url());
+  CurlUrl u(curl_url());
   if (!u ||
       curl_url_set(u.get(), CURLUPART_URL, url.c_str(), CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK) {
     error(key, "invalid URL \"" + strip_userinfo(url) + "\"");

@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -68,11 +69,13 @@ class Probe {
   virtual std::vector<std::string> token_sources() const { return {}; }
 };
 
-// A probe type: its name (the `type:` value and the section key) and how to read its section.
+// A probe type: its name (the `type:` value and the section key), how to read its section, and the
+// label names its samples carry (reserved, so that no global label can collide with them).
 // parse() reports problems through the section and returns nullptr when the section is unusable.
 struct ProbeType {
   std::string_view name;
   std::unique_ptr<Probe> (*parse)(Section& section);
+  std::span<const std::string_view> sample_labels = {};
 };
 
 }  // namespace pes

@@ -6,6 +6,8 @@
 #include <memory>
 #include <vector>
 
+#include "agent/core/handles.h"
+
 namespace pes {
 
 void Redactor::add(std::string secret) {
@@ -50,13 +52,7 @@ std::string Redactor::redact(std::string_view text) const {
 }
 
 std::string strip_userinfo(std::string_view url) {
-  struct UrlDeleter {
-    void operator()(CURLU* u) const { curl_url_cleanup(u); }
-  };
-  struct StrDeleter {
-    void operator()(char* s) const { curl_free(s); }
-  };
-  std::unique_ptr<CURLU, UrlDeleter> u(curl_url());
+  CurlUrl u(curl_url());
   std::string in(url);
   if (u &&
       curl_url_set(u.get(), CURLUPART_URL, in.c_str(), CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK) {
@@ -65,7 +61,7 @@ std::string strip_userinfo(std::string_view url) {
     curl_url_set(u.get(), CURLUPART_OPTIONS, nullptr, 0);
     char* raw = nullptr;
     if (curl_url_get(u.get(), CURLUPART_URL, &raw, 0) == CURLUE_OK) {
-      std::unique_ptr<char, StrDeleter> out(raw);
+      CurlString out(raw);
       return std::string(out.get());
     }
   }

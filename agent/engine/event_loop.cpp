@@ -8,6 +8,7 @@
 #include <cctype>
 #include <cstring>
 #include <ctime>
+#include <optional>
 
 #include "pes_version.h"
 
@@ -15,10 +16,13 @@ namespace pes {
 
 namespace {
 
-struct SlistDeleter {
-  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
-};
-using Slist = std::unique_ptr<curl_slist, SlistDeleter>;
+// Appends to an owned list; on failure (out of memory) the list stays as it was.
+void append(CurlSlist& list, const char* line) {
+  if (curl_slist* head = curl_slist_append(list.get(), line)) {
+    (void)list.release();  // the same list, now one longer (or a new one)
+    list.reset(head);
+  }
+}
 
 Reason reason_for(CURLcode code) {
   switch (code) {
@@ -68,6 +72,30 @@ std::optional<int64_t> parse_expire(const char* line) {
   return static_cast<int64_t>(timegm(&tm));
 }
 
+// For tls.server_name: a CONNECT_TO rule to the URL's own host and the URL rewritten to
+// server_name, so that SNI, the certificate name and Host are server_name. nullopt (and no rule)
+// when the URL cannot be taken apart.
+std::optional<std::string> connect_as(const std::string& url, const std::string& server_name,
+                                      CurlSlist& rule) {
+  CurlUrl u(curl_url());
+  if (!u || curl_url_set(u.get(), CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) return std::nullopt;
+  char* raw_host = nullptr;
+  char* raw_port = nullptr;
+  curl_url_get(u.get(), CURLUPART_HOST, &raw_host, 0);
+  CurlString host(raw_host);
+  curl_url_get(u.get(), CURLUPART_PORT, &raw_port, CURLU_DEFAULT_PORT);
+  CurlString port(raw_port);
+  if (!host || !port) return std::nullopt;
+  std::string line = server_name + ":" + port.get() + ":" + host.get() + ":" + port.get();
+  append(rule, line.c_str());
+  curl_url_set(u.get(), CURLUPART_HOST, server_name.c_str(), 0);
+  char* raw_out = nullptr;
+  CURLUcode rc = curl_url_get(u.get(), CURLUPART_URL, &raw_out, 0);
+  CurlString out(raw_out);
+  if (rc != CURLUE_OK || !out) return std::nullopt;
+  return std::string(out.get());
+}
+
 size_t on_body(char* data, size_t size, size_t n, void* userp);
 size_t on_header(char* data, size_t size, size_t n, void* userp);
 
@@ -75,11 +103,11 @@ size_t on_header(char* data, size_t size, size_t n, void* userp);
 
 struct EventLoop::Transfer {
   HttpId id = 0;
-  CURL* easy = nullptr;
+  CurlEasy easy;
   HttpDone done;
   HttpResponse resp;
-  Slist headers;
-  Slist connect_to;
+  CurlSlist headers;
+  CurlSlist connect_to;
   size_t max_body = 0;
   bool overflow = false;
   std::string method;
@@ -121,13 +149,15 @@ size_t on_header(char* data, size_t size, size_t n, void* userp) {
 
 }  // namespace
 
-EventLoop::EventLoop() : multi_(curl_multi_init()), share_(curl_share_init()) {
-  epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
-  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+EventLoop::EventLoop()
+    : multi_(curl_multi_init()),
+      share_(curl_share_init()),
+      epoll_fd_(epoll_create1(EPOLL_CLOEXEC)),
+      wake_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
   epoll_event ev{};
   ev.events = EPOLLIN;
-  ev.data.fd = wake_fd_;
-  epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
+  ev.data.fd = wake_fd_.get();
+  epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, wake_fd_.get(), &ev);
   curl_share_setopt(share_.get(), CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
   curl_multi_setopt(multi_.get(), CURLMOPT_SOCKETFUNCTION, &EventLoop::on_socket);
   curl_multi_setopt(multi_.get(), CURLMOPT_SOCKETDATA, this);
@@ -137,15 +167,11 @@ EventLoop::EventLoop() : multi_(curl_multi_init()), share_(curl_share_init()) {
 
 EventLoop::~EventLoop() {
   stop();
-  for (auto& [id, t] : transfers_) {
-    curl_multi_remove_handle(multi_.get(), t->easy);
-    curl_easy_cleanup(t->easy);
-  }
+  // Easy handles go before the multi handle and the share they use.
+  for (auto& [id, t] : transfers_) curl_multi_remove_handle(multi_.get(), t->easy.get());
   transfers_.clear();
-  for (CURL* e : idle_handles_) curl_easy_cleanup(e);
+  idle_handles_.clear();
   multi_.reset();
-  if (wake_fd_ >= 0) close(wake_fd_);
-  if (epoll_fd_ >= 0) close(epoll_fd_);
 }
 
 void EventLoop::start() {
@@ -159,7 +185,7 @@ void EventLoop::start() {
 void EventLoop::stop() {
   if (!running_.exchange(false)) return;
   uint64_t one = 1;
-  [[maybe_unused]] auto w = write(wake_fd_, &one, sizeof one);
+  [[maybe_unused]] auto w = write(wake_fd_.get(), &one, sizeof one);
   if (thread_.joinable()) thread_.join();
   thread_id_ = std::thread::id();
 }
@@ -170,7 +196,7 @@ void EventLoop::post(std::function<void()> fn) {
     posted_.push_back(std::move(fn));
   }
   uint64_t one = 1;
-  [[maybe_unused]] auto w = write(wake_fd_, &one, sizeof one);
+  [[maybe_unused]] auto w = write(wake_fd_.get(), &one, sizeof one);
 }
 
 EventLoop::TimerId EventLoop::add_timer(Clock::time_point when, std::function<void()> fn) {
@@ -208,7 +234,8 @@ void EventLoop::run_timers() {
 int EventLoop::on_socket(CURL*, curl_socket_t s, int what, void* userp, void* socketp) {
   auto* self = static_cast<EventLoop*>(userp);
   if (what == CURL_POLL_REMOVE) {
-    epoll_ctl(self->epoll_fd_, EPOLL_CTL_DEL, s, nullptr);  // may already be closed: ignore errors
+    // The socket may already be closed: ignore errors.
+    epoll_ctl(self->epoll_fd_.get(), EPOLL_CTL_DEL, s, nullptr);
     curl_multi_assign(self->multi_.get(), s, nullptr);
     return 0;
   }
@@ -217,10 +244,10 @@ int EventLoop::on_socket(CURL*, curl_socket_t s, int what, void* userp, void* so
   if (what & CURL_POLL_IN) ev.events |= EPOLLIN;
   if (what & CURL_POLL_OUT) ev.events |= EPOLLOUT;
   if (socketp) {
-    epoll_ctl(self->epoll_fd_, EPOLL_CTL_MOD, s, &ev);
+    epoll_ctl(self->epoll_fd_.get(), EPOLL_CTL_MOD, s, &ev);
   } else {
-    if (epoll_ctl(self->epoll_fd_, EPOLL_CTL_ADD, s, &ev) != 0 && errno == EEXIST)
-      epoll_ctl(self->epoll_fd_, EPOLL_CTL_MOD, s, &ev);
+    if (epoll_ctl(self->epoll_fd_.get(), EPOLL_CTL_ADD, s, &ev) != 0 && errno == EEXIST)
+      epoll_ctl(self->epoll_fd_.get(), EPOLL_CTL_MOD, s, &ev);
     curl_multi_assign(self->multi_.get(), s, self);
   }
   return 0;
@@ -252,13 +279,13 @@ void EventLoop::run() {
       std::lock_guard lock(post_mu_);
       if (!posted_.empty()) wait_ms = 0;
     }
-    int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()),
+    int n = epoll_wait(epoll_fd_.get(), events.data(), static_cast<int>(events.size()),
                        static_cast<int>(wait_ms));
     for (int i = 0; i < n; ++i) {
       int fd = events[i].data.fd;
-      if (fd == wake_fd_) {
+      if (fd == wake_fd_.get()) {
         uint64_t v;
-        [[maybe_unused]] auto r = read(wake_fd_, &v, sizeof v);
+        [[maybe_unused]] auto r = read(wake_fd_.get(), &v, sizeof v);
         continue;
       }
       int flags = 0;
@@ -292,39 +319,21 @@ EventLoop::HttpId EventLoop::start_http(const HttpRequest& req, Clock::time_poin
   t->done = std::move(done);
   t->max_body = req.max_body_bytes;
   t->method = req.method;
-  CURL* e;
   if (!idle_handles_.empty()) {
-    e = idle_handles_.back();
+    t->easy = std::move(idle_handles_.back());
     idle_handles_.pop_back();
-    curl_easy_reset(e);
+    curl_easy_reset(t->easy.get());
   } else {
-    e = curl_easy_init();
+    t->easy.reset(curl_easy_init());
   }
-  t->easy = e;
+  CURL* e = t->easy.get();
   long left = std::chrono::duration_cast<Millis>(deadline - Clock::now()).count();
   if (left < 1) left = 1;
 
   std::string url = req.url;
   if (!req.tls.server_name.empty()) {
     // Connect to the URL's host but speak TLS (SNI, certificate name, Host) as server_name.
-    CURLU* u = curl_url();
-    if (curl_url_set(u, CURLUPART_URL, url.c_str(), 0) == CURLUE_OK) {
-      char* host = nullptr;
-      char* port = nullptr;
-      curl_url_get(u, CURLUPART_HOST, &host, 0);
-      curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
-      if (host && port) {
-        std::string rule = req.tls.server_name + ":" + port + ":" + host + ":" + port;
-        t->connect_to.reset(curl_slist_append(nullptr, rule.c_str()));
-        curl_url_set(u, CURLUPART_HOST, req.tls.server_name.c_str(), 0);
-        char* out = nullptr;
-        if (curl_url_get(u, CURLUPART_URL, &out, 0) == CURLUE_OK) url = out;
-        curl_free(out);
-      }
-      curl_free(host);
-      curl_free(port);
-    }
-    curl_url_cleanup(u);
+    if (auto rewritten = connect_as(url, req.tls.server_name, t->connect_to)) url = *rewritten;
     if (t->connect_to) curl_easy_setopt(e, CURLOPT_CONNECT_TO, t->connect_to.get());
   }
 
@@ -368,19 +377,17 @@ EventLoop::HttpId EventLoop::start_http(const HttpRequest& req, Clock::time_poin
       curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, b.c_str());
     }
   }
-  curl_slist* hl = nullptr;
   for (const auto& [k, v] : req.headers) {
     std::string h = v.empty() ? k + ";" : k + ": " + v;
-    hl = curl_slist_append(hl, h.c_str());
+    append(t->headers, h.c_str());
   }
   if (req.body) {
     bool has_expect = false;
     for (const auto& [k, v] : req.headers)
       if (strcasecmp(k.c_str(), "Expect") == 0) has_expect = true;
-    if (!has_expect) hl = curl_slist_append(hl, "Expect:");
+    if (!has_expect) append(t->headers, "Expect:");
   }
-  t->headers.reset(hl);
-  if (hl) curl_easy_setopt(e, CURLOPT_HTTPHEADER, hl);
+  if (t->headers) curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers.get());
 
   HttpId id = t->id;
   // Backstop: libcurl's own timeout should end the transfer first; this one never lets it linger.
@@ -389,8 +396,7 @@ EventLoop::HttpId EventLoop::start_http(const HttpRequest& req, Clock::time_poin
     if (it == transfers_.end()) return;
     auto tr = std::move(it->second);
     transfers_.erase(it);
-    curl_multi_remove_handle(multi_.get(), tr->easy);
-    curl_easy_cleanup(tr->easy);
+    curl_multi_remove_handle(multi_.get(), tr->easy.get());
     tr->resp.ok = false;
     tr->resp.reason = Reason::timeout;
     tr->resp.error = "no answer before the deadline";
@@ -407,21 +413,16 @@ void EventLoop::cancel_http(HttpId id) {
   auto tr = std::move(it->second);
   transfers_.erase(it);
   cancel_timer(tr->backstop);
-  curl_multi_remove_handle(multi_.get(), tr->easy);
-  curl_easy_cleanup(tr->easy);
+  curl_multi_remove_handle(multi_.get(), tr->easy.get());
 }
 
 void EventLoop::finish(CURL* easy, CURLcode code) {
   Transfer* raw = nullptr;
   curl_easy_getinfo(easy, CURLINFO_PRIVATE, reinterpret_cast<char**>(&raw));
   curl_multi_remove_handle(multi_.get(), easy);
-  if (!raw) {
-    curl_easy_cleanup(easy);
-    return;
-  }
-  auto it = transfers_.find(raw->id);
+  auto it = raw ? transfers_.find(raw->id) : transfers_.end();
   if (it == transfers_.end()) {
-    curl_easy_cleanup(easy);
+    CurlEasy orphan(easy);  // no transfer owns it (never expected): free it here
     return;
   }
   auto tr = std::move(it->second);
@@ -474,11 +475,7 @@ void EventLoop::finish(CURL* easy, CURLcode code) {
     if (code == CURLE_TOO_MANY_REDIRECTS)
       r.error = "too many redirects (more than the allowed maximum)";
   }
-  if (idle_handles_.size() < 256) {
-    idle_handles_.push_back(easy);
-  } else {
-    curl_easy_cleanup(easy);
-  }
+  if (idle_handles_.size() < 256) idle_handles_.push_back(std::move(tr->easy));
   if (tr->done) tr->done(std::move(r));
 }
 

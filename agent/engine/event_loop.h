@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "agent/core/handles.h"
 #include "agent/core/http_types.h"
 
 namespace pes {
@@ -49,13 +50,6 @@ class EventLoop {
   struct Transfer;  // one transfer's state (defined in the .cpp; public for libcurl's callbacks)
 
  private:
-  struct CurlMultiDeleter {
-    void operator()(CURLM* m) const { curl_multi_cleanup(m); }
-  };
-  struct CurlShareDeleter {
-    void operator()(CURLSH* s) const { curl_share_cleanup(s); }
-  };
-
   void run();
   void run_timers();
   void drain_posted();
@@ -64,10 +58,10 @@ class EventLoop {
   static int on_socket(CURL* easy, curl_socket_t s, int what, void* userp, void* socketp);
   static int on_timer(CURLM* multi, long timeout_ms, void* userp);
 
-  std::unique_ptr<CURLM, CurlMultiDeleter> multi_;
-  std::unique_ptr<CURLSH, CurlShareDeleter> share_;  // DNS cache shared by every transfer
-  int epoll_fd_ = -1;
-  int wake_fd_ = -1;
+  CurlMulti multi_;
+  CurlShare share_;  // DNS cache shared by every transfer
+  UniqueFd epoll_fd_;
+  UniqueFd wake_fd_;
   std::thread thread_;
   std::atomic<std::thread::id> thread_id_{};
   std::atomic<bool> running_{false};
@@ -83,7 +77,7 @@ class EventLoop {
 
   HttpId next_http_id_ = 1;
   std::unordered_map<HttpId, std::unique_ptr<Transfer>> transfers_;
-  std::vector<CURL*> idle_handles_;  // easy handles kept for reuse
+  std::vector<CurlEasy> idle_handles_;  // easy handles kept for reuse
 };
 
 }  // namespace pes

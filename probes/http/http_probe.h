@@ -50,6 +50,7 @@ Outcome judge_http(const HttpResponse& r, const HttpExpectations& expect);
 
 class HttpProbe : public Probe {
  public:
+  static constexpr std::string_view kSampleLabels[] = {"phase"};
   HttpProbe(HttpRequest request, HttpExpectations expect, std::optional<std::string> bearer_from)
       : request_(std::move(request)),
         expect_(std::move(expect)),

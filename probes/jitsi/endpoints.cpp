@@ -4,15 +4,13 @@
 
 #include <memory>
 
+#include "agent/core/handles.h"
 #include "agent/core/redact.h"
 
 namespace pes::jitsi {
 namespace {
 
-struct UrlDeleter {
-  void operator()(CURLU* u) const { curl_url_cleanup(u); }
-};
-using UrlPtr = std::unique_ptr<CURLU, UrlDeleter>;
+using UrlPtr = CurlUrl;
 
 UrlPtr parse(const std::string& url) {
   UrlPtr u(curl_url());

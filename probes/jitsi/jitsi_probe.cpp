@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "probes/common/http_step.h"
 #include "probes/jitsi/config_js.h"
 #include "probes/jitsi/endpoints.h"
 #include "probes/jitsi/stun.h"
@@ -285,31 +286,21 @@ class JitsiRun : public std::enable_shared_from_this<JitsiRun> {
   // --- verdicts -----------------------------------------------------------------------------
 
   HttpRequest request(const std::string& url) const {
-    HttpRequest req;
-    req.url = url;
-    req.tls = spec_->tls;
-    req.max_body_bytes = kMaxBody;
-    return req;
+    return http_request(url, spec_->tls, kMaxBody);
   }
 
   // False (and the component down) unless r is an HTTP answer with a 2xx status; a non-2xx status
   // fails with `status_reason`.
   bool answered_2xx(C c, const HttpResponse& r, const std::string& url, Reason status_reason,
                     Clock::time_point started) {
-    if (!r.ok) {
-      down(c, r.reason, r.error, started);
-      return false;
-    }
-    if (r.status < 200 || r.status >= 300) {
-      std::string msg = "HTTP status " + std::to_string(r.status) + " from " + strip_userinfo(url);
-      // A short text or JSON body often says why (the JVB's health check does); an HTML error
-      // page from a proxy says nothing the status does not.
-      if (const std::string body = excerpt(r.body); !body.empty() && body.front() != '<')
-        msg += ": " + body;
-      down(c, status_reason, std::move(msg), started);
-      return false;
-    }
-    return true;
+    auto failed = expect_2xx(r, url, status_reason);
+    if (!failed) return true;
+    // A short text or JSON body often says why (the JVB's health check does); an HTML error
+    // page from a proxy says nothing the status does not.
+    if (const std::string body = excerpt(r.body); r.ok && !body.empty() && body.front() != '<')
+      failed->message += ": " + body;
+    down(c, failed->reason, std::move(failed->message), started);
+    return false;
   }
 
   static double since(Clock::time_point started) {

@@ -39,6 +39,7 @@ struct JitsiSpec {
 
 class JitsiProbe : public Probe {
  public:
+  static constexpr std::string_view kSampleLabels[] = {"component"};
   explicit JitsiProbe(JitsiSpec spec) : spec_(std::make_shared<const JitsiSpec>(std::move(spec))) {}
   void run(RunContextPtr ctx, Done done) override;
   std::string target() const override;

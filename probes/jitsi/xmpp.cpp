@@ -6,6 +6,8 @@
 #include <optional>
 #include <utility>
 
+#include "agent/core/handles.h"
+
 namespace pes::jitsi {
 namespace {
 
@@ -54,9 +56,7 @@ void split_name(const XML_Char* raw, std::string& ns, std::string& local) {
   }
 }
 
-struct ParserDeleter {
-  void operator()(XML_ParserStruct* p) const { XML_ParserFree(p); }
-};
+using XmlParserPtr = Owned<XML_ParserStruct, XML_ParserFree>;
 
 class TreeBuilder {
  public:
@@ -67,7 +67,7 @@ class TreeBuilder {
               std::to_string(kMaxXmppInputBytes) + "-byte limit";
       return nullptr;
     }
-    std::unique_ptr<XML_ParserStruct, ParserDeleter> parser(XML_ParserCreateNS(nullptr, kNsSep));
+    XmlParserPtr parser(XML_ParserCreateNS(nullptr, kNsSep));
     if (!parser) {
       error = "cannot create an XML parser";
       return nullptr;

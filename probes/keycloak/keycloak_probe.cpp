@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "probes/common/http_step.h"
 #include "probes/keycloak/jwt.h"
 
 namespace pes {
@@ -262,11 +263,7 @@ class KeycloakRun : public std::enable_shared_from_this<KeycloakRun> {
   // --- plumbing ---------------------------------------------------------------------------
 
   HttpRequest base_request(const std::string& url) const {
-    HttpRequest req;
-    req.url = url;
-    req.tls = spec_->tls;
-    req.max_body_bytes = kMaxBody;
-    return req;
+    return http_request(url, spec_->tls, kMaxBody);
   }
 
   void get(const std::string& url, void (KeycloakRun::*handler)(HttpResponse)) {
@@ -283,13 +280,8 @@ class KeycloakRun : public std::enable_shared_from_this<KeycloakRun> {
 
   // False (and the run failed) unless r is an HTTP answer with a 2xx status.
   bool answered_2xx(const HttpResponse& r, const std::string& url) {
-    if (!r.ok) {
-      fail(r.reason, r.error);
-      return false;
-    }
-    if (r.status < 200 || r.status >= 300) {
-      fail(Reason::http_status,
-           "HTTP status " + std::to_string(r.status) + " from " + strip_userinfo(url));
+    if (auto failed = expect_2xx(r, url)) {
+      fail(failed->reason, std::move(failed->message));
       return false;
     }
     return true;

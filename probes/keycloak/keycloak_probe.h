@@ -42,6 +42,7 @@ struct KeycloakClocks {
 
 class KeycloakProbe : public Probe {
  public:
+  static constexpr std::string_view kSampleLabels[] = {"step"};
   explicit KeycloakProbe(KeycloakSpec spec, KeycloakClocks clocks = {});
   void run(RunContextPtr ctx, Done done) override;
   std::string target() const override;

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/core/redact.h"
+#include "probes/common/http_step.h"
 #include "probes/keycloak/base64url.h"
 
 namespace pes::login {
@@ -605,10 +606,7 @@ class LoginRun : public std::enable_shared_from_this<LoginRun> {
 
   HttpRequest request(const std::string& url) {
     url_ = url;
-    HttpRequest req;
-    req.url = url;
-    req.tls = tls_;
-    req.max_body_bytes = kMaxPage;
+    HttpRequest req = http_request(url, tls_, kMaxPage);
     req.follow_redirects = false;
     if (const std::string cookies = jar_.header_for(url); !cookies.empty())
       req.headers.emplace_back("Cookie", cookies);

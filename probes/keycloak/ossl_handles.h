@@ -1,5 +1,5 @@
-// RAII owners for the OpenSSL handles used by the JWT/JWKS code: every handle is freed by its
-// owner, so no path that returns early can leak one.
+// The OpenSSL handles of the JWT/JWKS code, owned with the agent's one owner template
+// (agent/core/handles.h), so no path that returns early can leak one.
 #pragma once
 
 #include <openssl/bn.h>
@@ -8,24 +8,20 @@
 #include <openssl/param_build.h>
 #include <openssl/params.h>
 
-#include <memory>
+#include "agent/core/handles.h"
 
 namespace pes::jwt {
 
+// The deleter by its older name (the tests own handles with it).
 template <auto Free>
-struct OsslDeleter {
-  template <typename T>
-  void operator()(T* p) const noexcept {
-    Free(p);
-  }
-};
+using OsslDeleter = CFree<Free>;
 
-using PkeyPtr = std::unique_ptr<EVP_PKEY, OsslDeleter<EVP_PKEY_free>>;
-using PkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, OsslDeleter<EVP_PKEY_CTX_free>>;
-using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, OsslDeleter<EVP_MD_CTX_free>>;
-using BignumPtr = std::unique_ptr<BIGNUM, OsslDeleter<BN_free>>;
-using ParamBldPtr = std::unique_ptr<OSSL_PARAM_BLD, OsslDeleter<OSSL_PARAM_BLD_free>>;
-using ParamPtr = std::unique_ptr<OSSL_PARAM, OsslDeleter<OSSL_PARAM_free>>;
-using EcdsaSigPtr = std::unique_ptr<ECDSA_SIG, OsslDeleter<ECDSA_SIG_free>>;
+using PkeyPtr = Owned<EVP_PKEY, EVP_PKEY_free>;
+using PkeyCtxPtr = Owned<EVP_PKEY_CTX, EVP_PKEY_CTX_free>;
+using MdCtxPtr = Owned<EVP_MD_CTX, EVP_MD_CTX_free>;
+using BignumPtr = Owned<BIGNUM, BN_free>;
+using ParamBldPtr = Owned<OSSL_PARAM_BLD, OSSL_PARAM_BLD_free>;
+using ParamPtr = Owned<OSSL_PARAM, OSSL_PARAM_free>;
+using EcdsaSigPtr = Owned<ECDSA_SIG, ECDSA_SIG_free>;
 
 }  // namespace pes::jwt

@@ -4,9 +4,11 @@
 #include <poll.h>
 
 #include <cctype>
-#include <cerrno>
 #include <cstdio>
 #include <vector>
+
+#include "probes/common/deadline.h"
+#include "probes/common/handles.h"
 
 namespace pes {
 
@@ -20,38 +22,6 @@ const char* kRecoveryHelp = "1 if the server is in recovery (a standby/replica),
 const char* kInfoHelp = "PostgreSQL server version, as a label; always 1.";
 
 constexpr unsigned kBoolOid = 16;  // pg_type.oid of boolean
-
-struct ConnCloser {
-  void operator()(PGconn* c) const { PQfinish(c); }
-};
-struct ResultClearer {
-  void operator()(PGresult* r) const { PQclear(r); }
-};
-using PgConn = std::unique_ptr<PGconn, ConnCloser>;
-using PgResult = std::unique_ptr<PGresult, ResultClearer>;
-
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-int ms_left(Clock::time_point deadline) {
-  auto left = std::chrono::duration_cast<Millis>(deadline - Clock::now()).count();
-  if (left <= 0) return 0;
-  return left > 1000000 ? 1000000 : static_cast<int>(left);
-}
-
-// Waits until fd is ready for `events` or the deadline passes; false on timeout.
-bool wait_fd(int fd, short events, Clock::time_point deadline) {
-  while (true) {
-    int left = ms_left(deadline);
-    if (left == 0) return false;
-    pollfd p{fd, events, 0};
-    int n = poll(&p, 1, left);
-    if (n > 0) return true;
-    if (n == 0) return false;
-    if (errno != EINTR) return true;  // let libpq report the socket error
-  }
-}
 
 bool starts_with(std::string_view s, std::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;
@@ -99,7 +69,7 @@ std::string fmt_ratio(double r) {
 // One round trip on a connected, non-blocking connection: sends `sql`, collects every result.
 // On failure returns an Outcome; on success `results` holds what the server sent.
 std::optional<Outcome> exchange(PGconn* conn, const std::string& sql, Clock::time_point deadline,
-                                std::vector<PgResult>& results, const std::string& what) {
+                                std::vector<PgResultPtr>& results, const std::string& what) {
   if (!PQsendQuery(conn, sql.c_str()))
     return Outcome::failure(
         Reason::connect, "cannot send the " + what + ": " + tidy_pg_message(PQerrorMessage(conn)));
@@ -134,7 +104,7 @@ std::optional<Outcome> exchange(PGconn* conn, const std::string& sql, Clock::tim
 }
 
 // The first error among results, as an Outcome, or nullopt if all succeeded.
-std::optional<Outcome> first_error(const std::vector<PgResult>& results, PGconn* conn,
+std::optional<Outcome> first_error(const std::vector<PgResultPtr>& results, PGconn* conn,
                                    const std::string& what) {
   for (const auto& r : results) {
     auto st = PQresultStatus(r.get());
@@ -160,6 +130,206 @@ void trace_notice(void* arg, const char* message) {
   auto* trace = static_cast<Trace*>(arg);
   if (trace->enabled()) trace->log("server notice: " + tidy_pg_message(message));
 }
+
+// The connection parameters of a spec, as libpq's keyword/value arrays (null-terminated).
+class ConnParams {
+ public:
+  explicit ConnParams(const PostgresSpec& spec) : port_(std::to_string(spec.port)) {
+    static const std::string kAppName = "pes-agent";
+    static const std::string kDisable = "disable";
+    add("host", spec.host);
+    add("port", port_);
+    add("dbname", spec.dbname.empty() ? spec.user : spec.dbname);
+    add("user", spec.user);
+    add("password", spec.password);
+    add("sslmode", spec.sslmode);
+    add("sslrootcert", spec.tls.ca_file);
+    add("sslcert", spec.tls.cert_file);
+    add("sslkey", spec.tls.key_file);
+    add("application_name", kAppName);
+    add("gssencmode", kDisable);  // no Kerberos lookups that could block past the deadline
+    keys_.push_back(nullptr);
+    values_.push_back(nullptr);
+  }
+  const char* const* keys() const { return keys_.data(); }
+  const char* const* values() const { return values_.data(); }
+
+ private:
+  void add(const char* key, const std::string& value) {
+    if (value.empty()) return;
+    keys_.push_back(key);
+    values_.push_back(value.c_str());
+  }
+  std::string port_;
+  std::vector<const char*> keys_, values_;
+};
+
+// One run: connect and authenticate → the configured query → its verdict → saturation and role.
+// Each step returns its failure; run() adds the samples gathered so far to it.
+class PostgresRun {
+ public:
+  PostgresRun(const PostgresSpec& spec, Clock::time_point deadline, Trace& trace)
+      : spec_(spec), deadline_(deadline), trace_(trace), where_(describe(spec)) {}
+
+  Outcome run() {
+    if (auto failed = connect()) return std::move(*failed);  // no samples before the connection
+    if (auto failed = run_query()) return keep(std::move(*failed));
+    if (auto failed = check_saturation()) return keep(std::move(*failed));
+    return std::move(result_);
+  }
+
+ private:
+  // 1. Connect, TLS and authenticate: libpq's non-blocking connect, each wait within the deadline.
+  std::optional<Outcome> connect() {
+    if (trace_.enabled())
+      trace_.log("connecting to " + where_ +
+                 " dbname=" + (spec_.dbname.empty() ? spec_.user : spec_.dbname) +
+                 " user=" + spec_.user + " sslmode=" + spec_.sslmode);
+    auto start = Clock::now();
+    ConnParams params(spec_);
+    conn_.reset(PQconnectStartParams(params.keys(), params.values(), 0));
+    if (!conn_) return Outcome::failure(Reason::internal, "libpq could not allocate a connection");
+    // Verbose errors carry the SQLSTATE of errors the server sends while we log in.
+    PQsetErrorVerbosity(conn_.get(), PQERRORS_VERBOSE);
+    // Server notices and warnings go to the debug trace, not to the agent's stderr (libpq's
+    // default).
+    PQsetNoticeProcessor(conn_.get(), &trace_notice, &trace_);
+    if (PQstatus(conn_.get()) == CONNECTION_BAD) return connect_failure();
+    if (auto failed = poll_connection()) return failed;
+    connected(seconds_since(start));
+    PQsetnonblocking(conn_.get(), 1);
+    return std::nullopt;
+  }
+
+  std::optional<Outcome> poll_connection() {
+    PostgresPollingStatusType state = PGRES_POLLING_WRITING;
+    while (state != PGRES_POLLING_OK) {
+      if (state == PGRES_POLLING_FAILED) return connect_failure();
+      int fd = PQsocket(conn_.get());
+      if (fd < 0) return connect_failure();
+      if (!wait_fd(fd, state == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline_)) {
+        std::string msg = "no answer from " + where_ + " before the deadline (" +
+                          stage_words(PQstatus(conn_.get())) + ")";
+        if (trace_.enabled()) trace_.log(msg);
+        return Outcome::failure(Reason::timeout, msg);
+      }
+      state = PQconnectPoll(conn_.get());
+    }
+    return std::nullopt;
+  }
+
+  // The samples and trace of an established session.
+  void connected(double seconds) {
+    const char* version_param = PQparameterStatus(conn_.get(), "server_version");
+    std::string version = version_param ? version_param : "";
+    if (auto sp = version.find(' '); sp != std::string::npos)
+      version.resize(sp);  // "15.4 (Debian ...)"
+    if (trace_.enabled()) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "%.3fs", seconds);
+      trace_.log(std::string("connected in ") + buf + ", server " + version + ", TLS " +
+                 (PQsslInUse(conn_.get()) ? "on" : "off"));
+    }
+    result_.add("probe_postgres_connect_duration_seconds", kConnectHelp, seconds);
+    if (!version.empty()) result_.add("probe_postgres_info", kInfoHelp, 1, {{"version", version}});
+  }
+
+  Outcome connect_failure() {
+    std::string msg = PQerrorMessage(conn_.get());
+    PgFailure f = classify_connect_error(msg);
+    std::string text = tidy_pg_message(msg);
+    if (trace_.enabled()) trace_.log("connection failed: " + text);
+    Outcome out = Outcome::failure(f.reason, text);
+    if (f.sqlstate == "53300") {
+      // The server refuses new sessions: every slot is taken, the outage the ratio warns of.
+      out.add("probe_postgres_connections_ratio", kRatioHelp, 1.0);
+      out.reason = spec_.max_connections_ratio ? Reason::assertion : Reason::connect;
+      out.message = "server refuses connections, max_connections reached: " + text;
+    }
+    return out;
+  }
+
+  // 2. The configured query; an answer that is a boolean is a check: false fails the run.
+  std::optional<Outcome> run_query() {
+    auto q0 = Clock::now();
+    std::vector<PgResultPtr> rows;
+    if (auto failed = exchange(conn_.get(), spec_.query, deadline_, rows, "query")) return failed;
+    double seconds = seconds_since(q0);
+    result_.add("probe_postgres_query_duration_seconds", kQueryHelp, seconds);
+    if (auto failed = first_error(rows, conn_.get(), "query")) {
+      if (trace_.enabled()) trace_.log(failed->message);
+      return failed;
+    }
+    const PGresult* last = nullptr;
+    for (const auto& r : rows)
+      if (PQresultStatus(r.get()) == PGRES_TUPLES_OK) last = r.get();
+    trace_query(last, seconds);
+    if (last && PQnfields(last) > 0 && PQntuples(last) > 0 && PQftype(last, 0) == kBoolOid &&
+        !PQgetisnull(last, 0, 0) && std::string_view(PQgetvalue(last, 0, 0)) == "f")
+      return Outcome::failure(Reason::assertion, "the query returned false");
+    return std::nullopt;
+  }
+
+  void trace_query(const PGresult* last, double seconds) {
+    if (!trace_.enabled()) return;
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "query done in %.3fs, %d row(s)", seconds,
+                  last ? PQntuples(last) : 0);
+    std::string line = buf;
+    if (last && PQntuples(last) > 0 && PQnfields(last) > 0)
+      line += ", first value: " + std::string(PQgetvalue(last, 0, 0)).substr(0, 100);
+    trace_.log(line);
+  }
+
+  // 3. Saturation and role. pg_stat_database counts the sessions of every role, whereas
+  // pg_stat_activity hides other roles' backend_type from an unprivileged monitoring role.
+  std::optional<Outcome> check_saturation() {
+    static const std::string kStats =
+        "SELECT (SELECT coalesce(sum(numbackends), 0) FROM pg_stat_database)::float8, "
+        "current_setting('max_connections')::float8, pg_is_in_recovery()";
+    std::vector<PgResultPtr> stats;
+    if (auto failed = exchange(conn_.get(), kStats, deadline_, stats, "saturation query"))
+      return failed;
+    if (auto failed = first_error(stats, conn_.get(), "saturation query")) return failed;
+    const PGresult* st = stats.empty() ? nullptr : stats.back().get();
+    if (!st || PQntuples(st) != 1 || PQnfields(st) != 3)
+      return Outcome::failure(Reason::protocol, "unexpected answer to the saturation query");
+    double in_use = std::strtod(PQgetvalue(st, 0, 0), nullptr);
+    double max_conn = std::strtod(PQgetvalue(st, 0, 1), nullptr);
+    bool recovery = std::string_view(PQgetvalue(st, 0, 2)) == "t";
+    result_.add("probe_postgres_in_recovery", kRecoveryHelp, recovery ? 1 : 0);
+    if (max_conn <= 0) return std::nullopt;
+    return judge_ratio(in_use, max_conn, recovery);
+  }
+
+  std::optional<Outcome> judge_ratio(double in_use, double max_conn, bool recovery) {
+    double ratio = in_use / max_conn;
+    result_.add("probe_postgres_connections_ratio", kRatioHelp, ratio);
+    std::string counts = std::to_string(static_cast<long>(in_use)) + " of " +
+                         std::to_string(static_cast<long>(max_conn));
+    if (trace_.enabled())
+      trace_.log("connections " + counts + " (ratio " + fmt_ratio(ratio) +
+                 "), in recovery: " + (recovery ? "yes" : "no"));
+    if (!spec_.max_connections_ratio || ratio <= *spec_.max_connections_ratio) return std::nullopt;
+    return Outcome::failure(Reason::assertion, counts + " connections in use (ratio " +
+                                                   fmt_ratio(ratio) +
+                                                   ") is above max_connections_ratio " +
+                                                   fmt_ratio(*spec_.max_connections_ratio));
+  }
+
+  // The failed outcome, carrying the samples gathered before the failure.
+  Outcome keep(Outcome failed) {
+    for (auto& s : result_.samples) failed.samples.push_back(std::move(s));
+    return failed;
+  }
+
+  const PostgresSpec& spec_;
+  const Clock::time_point deadline_;
+  Trace& trace_;
+  const std::string where_;
+  PgConnPtr conn_;
+  Outcome result_ = Outcome::success();
+};
 
 }  // namespace
 
@@ -287,153 +457,7 @@ void PostgresProbe::run(RunContextPtr ctx, Done done) {
 }
 
 Outcome run_postgres(const PostgresSpec& spec, Clock::time_point deadline, Trace& trace) {
-  const std::string where = describe(spec);
-  const std::string port = std::to_string(spec.port);
-  std::vector<const char*> keys, values;
-  auto param = [&](const char* k, const std::string& v) {
-    if (v.empty()) return;
-    keys.push_back(k);
-    values.push_back(v.c_str());
-  };
-  param("host", spec.host);
-  param("port", port);
-  param("dbname", spec.dbname.empty() ? spec.user : spec.dbname);
-  param("user", spec.user);
-  param("password", spec.password);
-  param("sslmode", spec.sslmode);
-  param("sslrootcert", spec.tls.ca_file);
-  param("sslcert", spec.tls.cert_file);
-  param("sslkey", spec.tls.key_file);
-  static const std::string kAppName = "pes-agent";
-  static const std::string kDisable = "disable";
-  param("application_name", kAppName);
-  param("gssencmode", kDisable);  // no Kerberos lookups that could block past the deadline
-  keys.push_back(nullptr);
-  values.push_back(nullptr);
-
-  if (trace.enabled())
-    trace.log("connecting to " + where +
-              " dbname=" + (spec.dbname.empty() ? spec.user : spec.dbname) + " user=" + spec.user +
-              " sslmode=" + spec.sslmode);
-  auto start = Clock::now();
-  PgConn conn(PQconnectStartParams(keys.data(), values.data(), 0));
-  if (!conn) return Outcome::failure(Reason::internal, "libpq could not allocate a connection");
-  // Verbose errors carry the SQLSTATE of errors the server sends while we log in.
-  PQsetErrorVerbosity(conn.get(), PQERRORS_VERBOSE);
-  // Server notices and warnings go to the debug trace, not to the agent's stderr (libpq's default).
-  PQsetNoticeProcessor(conn.get(), &trace_notice, &trace);
-
-  auto connect_failure = [&](const std::string& msg) {
-    PgFailure f = classify_connect_error(msg);
-    std::string text = tidy_pg_message(msg);
-    if (trace.enabled()) trace.log("connection failed: " + text);
-    Outcome out = Outcome::failure(f.reason, text);
-    if (f.sqlstate == "53300") {
-      // The server refuses new sessions: every slot is taken, the outage the ratio warns of.
-      out.add("probe_postgres_connections_ratio", kRatioHelp, 1.0);
-      out.reason = spec.max_connections_ratio ? Reason::assertion : Reason::connect;
-      out.message = "server refuses connections, max_connections reached: " + text;
-    }
-    return out;
-  };
-  if (PQstatus(conn.get()) == CONNECTION_BAD) return connect_failure(PQerrorMessage(conn.get()));
-
-  PostgresPollingStatusType poll_state = PGRES_POLLING_WRITING;
-  while (poll_state != PGRES_POLLING_OK) {
-    if (poll_state == PGRES_POLLING_FAILED) return connect_failure(PQerrorMessage(conn.get()));
-    short events = poll_state == PGRES_POLLING_READING ? POLLIN : POLLOUT;
-    int fd = PQsocket(conn.get());
-    if (fd < 0) return connect_failure(PQerrorMessage(conn.get()));
-    if (!wait_fd(fd, events, deadline)) {
-      std::string msg = std::string("no answer from ") + where + " before the deadline (" +
-                        stage_words(PQstatus(conn.get())) + ")";
-      if (trace.enabled()) trace.log(msg);
-      return Outcome::failure(Reason::timeout, msg);
-    }
-    poll_state = PQconnectPoll(conn.get());
-  }
-  double connect_seconds = seconds_since(start);
-  const char* version_param = PQparameterStatus(conn.get(), "server_version");
-  std::string version = version_param ? version_param : "";
-  if (auto sp = version.find(' '); sp != std::string::npos)
-    version.resize(sp);  // "15.4 (Debian ...)"
-  if (trace.enabled()) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%.3fs", connect_seconds);
-    trace.log(std::string("connected in ") + buf + ", server " + version + ", TLS " +
-              (PQsslInUse(conn.get()) ? "on" : "off"));
-  }
-  PQsetnonblocking(conn.get(), 1);
-
-  Outcome result = Outcome::success();
-  auto keep = [&](Outcome failed) {
-    for (auto& s : result.samples) failed.samples.push_back(std::move(s));
-    return failed;
-  };
-  result.add("probe_postgres_connect_duration_seconds", kConnectHelp, connect_seconds);
-  if (!version.empty()) result.add("probe_postgres_info", kInfoHelp, 1, {{"version", version}});
-
-  // The configured query.
-  auto q0 = Clock::now();
-  std::vector<PgResult> rows;
-  if (auto failed = exchange(conn.get(), spec.query, deadline, rows, "query"))
-    return keep(std::move(*failed));
-  double query_seconds = seconds_since(q0);
-  result.add("probe_postgres_query_duration_seconds", kQueryHelp, query_seconds);
-  if (auto failed = first_error(rows, conn.get(), "query")) {
-    if (trace.enabled()) trace.log(failed->message);
-    return keep(std::move(*failed));
-  }
-  const PGresult* last = nullptr;
-  for (const auto& r : rows)
-    if (PQresultStatus(r.get()) == PGRES_TUPLES_OK) last = r.get();
-  if (trace.enabled()) {
-    char buf[96];
-    std::snprintf(buf, sizeof buf, "query done in %.3fs, %d row(s)", query_seconds,
-                  last ? PQntuples(last) : 0);
-    std::string line = buf;
-    if (last && PQntuples(last) > 0 && PQnfields(last) > 0)
-      line += ", first value: " + std::string(PQgetvalue(last, 0, 0)).substr(0, 100);
-    trace.log(line);
-  }
-  // A query whose answer is a boolean is a check: false fails the run.
-  if (last && PQnfields(last) > 0 && PQntuples(last) > 0 && PQftype(last, 0) == kBoolOid &&
-      !PQgetisnull(last, 0, 0) && std::string_view(PQgetvalue(last, 0, 0)) == "f")
-    return keep(Outcome::failure(Reason::assertion, "the query returned false"));
-
-  // Saturation and role. pg_stat_database counts the sessions of every role, whereas
-  // pg_stat_activity hides other roles' backend_type from an unprivileged monitoring role.
-  static const std::string kStats =
-      "SELECT (SELECT coalesce(sum(numbackends), 0) FROM pg_stat_database)::float8, "
-      "current_setting('max_connections')::float8, pg_is_in_recovery()";
-  std::vector<PgResult> stats;
-  if (auto failed = exchange(conn.get(), kStats, deadline, stats, "saturation query"))
-    return keep(std::move(*failed));
-  if (auto failed = first_error(stats, conn.get(), "saturation query"))
-    return keep(std::move(*failed));
-  const PGresult* st = stats.empty() ? nullptr : stats.back().get();
-  if (!st || PQntuples(st) != 1 || PQnfields(st) != 3)
-    return keep(Outcome::failure(Reason::protocol, "unexpected answer to the saturation query"));
-  double in_use = std::strtod(PQgetvalue(st, 0, 0), nullptr);
-  double max_conn = std::strtod(PQgetvalue(st, 0, 1), nullptr);
-  bool recovery = std::string_view(PQgetvalue(st, 0, 2)) == "t";
-  result.add("probe_postgres_in_recovery", kRecoveryHelp, recovery ? 1 : 0);
-  if (max_conn > 0) {
-    double ratio = in_use / max_conn;
-    result.add("probe_postgres_connections_ratio", kRatioHelp, ratio);
-    if (trace.enabled())
-      trace.log("connections " + std::to_string(static_cast<long>(in_use)) + " of " +
-                std::to_string(static_cast<long>(max_conn)) + " (ratio " + fmt_ratio(ratio) +
-                "), in recovery: " + (recovery ? "yes" : "no"));
-    if (spec.max_connections_ratio && ratio > *spec.max_connections_ratio)
-      return keep(
-          Outcome::failure(Reason::assertion, std::to_string(static_cast<long>(in_use)) + " of " +
-                                                  std::to_string(static_cast<long>(max_conn)) +
-                                                  " connections in use (ratio " + fmt_ratio(ratio) +
-                                                  ") is above max_connections_ratio " +
-                                                  fmt_ratio(*spec.max_connections_ratio)));
-  }
-  return result;
+  return PostgresRun(spec, deadline, trace).run();
 }
 
 }  // namespace pes

@@ -26,6 +26,7 @@ struct PostgresSpec {
 
 class PostgresProbe : public Probe {
  public:
+  static constexpr std::string_view kSampleLabels[] = {"version"};
   explicit PostgresProbe(PostgresSpec spec)
       : spec_(std::make_shared<const PostgresSpec>(std::move(spec))) {}
   void run(RunContextPtr ctx, Done done) override;

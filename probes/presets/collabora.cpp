@@ -6,6 +6,7 @@
 #include <cstring>
 #include <memory>
 
+#include "agent/core/handles.h"
 #include "probes/presets/preset.h"
 
 namespace pes {
@@ -22,9 +23,7 @@ struct CollaboraSpec {
   PresetBase base;
 };
 
-struct ParserDeleter {
-  void operator()(XML_ParserStruct* p) const { XML_ParserFree(p); }
-};
+using XmlParserPtr = Owned<XML_ParserStruct, XML_ParserFree>;
 
 // What the discovery document holds, as far as the probe cares.
 struct Discovery {
@@ -51,7 +50,7 @@ void on_end(void* data, const XML_Char*) { --static_cast<Discovery*>(data)->dept
 
 // Parses the document; returns the expat error text, or "" when it is well-formed.
 std::string parse_discovery(const std::string& body, Discovery& d) {
-  std::unique_ptr<XML_ParserStruct, ParserDeleter> parser(XML_ParserCreate(nullptr));
+  XmlParserPtr parser(XML_ParserCreate(nullptr));
   if (!parser) return "out of memory";
   XML_SetUserData(parser.get(), &d);
   XML_SetElementHandler(parser.get(), on_start, on_end);

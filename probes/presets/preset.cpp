@@ -8,11 +8,7 @@
 namespace pes {
 
 HttpRequest PresetBase::get(std::string_view path) const {
-  HttpRequest req;
-  req.url = url + std::string(path);
-  req.tls = tls;
-  req.max_body_bytes = max_body_bytes;
-  return req;
+  return http_request(url + std::string(path), tls, max_body_bytes);
 }
 
 std::optional<PresetBase> parse_preset_base(Section& s) {

@@ -12,6 +12,7 @@
 
 #include "agent/config/parse.h"
 #include "agent/core/probe.h"
+#include "probes/common/http_step.h"
 
 namespace pes {
 
@@ -28,21 +29,6 @@ struct PresetBase {
 // Reads url (required, http/https, no query or fragment), tls and max_body_bytes.
 // Returns nullopt when the URL is unusable (the error is already reported).
 std::optional<PresetBase> parse_preset_base(Section& s);
-
-// A step's conclusion: nullopt when it passed, else why the run fails.
-struct StepFailure {
-  Reason reason;
-  std::string message;
-  bool maintenance = false;  // the service answered that it is in maintenance
-};
-using Verdict = std::optional<StepFailure>;
-inline Verdict fail(Reason reason, std::string message) {
-  return StepFailure{reason, std::move(message)};
-}
-// A failure that is the service's own maintenance answer (Outcome::maintenance).
-inline Verdict in_maintenance(Reason reason, std::string message) {
-  return StepFailure{reason, std::move(message), true};
-}
 
 // One HTTP request of a preset and how its answer is judged. `judge` may add samples to the
 // outcome being built and write to the trace; it runs on the event loop thread.
@@ -62,6 +48,9 @@ void run_preset_steps(const RunContextPtr& ctx, std::vector<PresetStep> steps, D
 // builder captures, so concurrent runs share nothing mutable.
 class PresetProbe : public Probe {
  public:
+  // Every preset: the http phases of its first step, and what its info and check gauges carry.
+  static constexpr std::string_view kSampleLabels[] = {"phase", "version", "product",
+                                                       "hash",  "release", "check"};
   using StepsFn = std::function<std::vector<PresetStep>()>;
   PresetProbe(std::string target, std::optional<std::string> bearer_from, StepsFn steps)
       : target_(std::move(target)),
