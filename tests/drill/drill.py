@@ -212,7 +212,7 @@ def prometheus_config(src, am_port, prom_port, rules_glob, interval=None, flavor
         for module, targets in sorted(bb_targets.items()):
             cfg["scrape_configs"].append({
                 "job_name": "blackbox-" + module, "metrics_path": "/probe", "params": {"module": [module]},
-                "static_configs": [{"targets": [t for t, _ in targets]}],
+                "static_configs": [{"targets": [t], "labels": {"probe": name}} for t, name in targets],
                 "relabel_configs": [
                     {"source_labels": ["__address__"], "target_label": "__param_target"},
                     {"source_labels": ["__param_target"], "target_label": "instance"},
@@ -463,7 +463,7 @@ class Drill:
         else:
             rules_dir = self.a.rules_dir
             am_src = os.path.join(rules_dir, "alertmanager.yml")
-        pc = prometheus_config(os.path.join(REPO, "compose", "prometheus", "prometheus.yml"), self.am_port,
+        pc = prometheus_config(self.a.prometheus_config, self.am_port,
                                self.prom_port, os.path.join(rules_dir, "*.rules.yml"), self.a.prom_interval,
                                self.a.flavor, self.blackbox_targets() if self.a.flavor == "blackbox" else None)
         self.prom_cfg = os.path.join(self.tmp, "prometheus.yml")
@@ -755,7 +755,9 @@ def markdown(results, flavor_of):
     lines = ["| setup | scenario | pages (alert: summary) | fault → first page | recovery → resolves | pages after recovery | tickets | goals |",
              "|---|---|---|---|---|---|---|---|"]
     for r in results:
-        pages = "; ".join("%s: %s" % (p["alert"], p["summary"]) for p in r["pages"]) or "0"
+        # The first page with its summary (what the person on call reads first), then the others.
+        pages = "; ".join(("%s: %s" % (p["alert"], p["summary"])) if i == 0 else p["alert"]
+                          for i, p in enumerate(r["pages"])) or "0"
         res = ", ".join("%s %s" % (k.split(":", 1)[1], "never" if v is None else "%.0f s" % v)
                         for k, v in r["resolves_after_recovery_s"].items()) or "–"
         tickets = ", ".join(t["alert"] for t in r["tickets"]) or "0"
@@ -775,7 +777,9 @@ def main():
     ap.add_argument("--prom-interval", default=None, help="override Prometheus' scrape/evaluation interval")
     ap.add_argument("--observe", type=float, default=240, help="seconds watched after recovery")
     ap.add_argument("--flavor", choices=["pes", "blackbox"], default="pes")
-    ap.add_argument("--rules-dir", default=os.path.join(REPO, "alerts"))
+    ap.add_argument("--rules-dir", default=os.path.join(REPO, "alerts"),
+                    help="rule files and alertmanager.yml (default: the shipped alerts/)")
+    ap.add_argument("--prometheus-config", default=os.path.join(REPO, "compose", "prometheus", "prometheus.yml"))
     ap.add_argument("--agent", default=os.environ.get("PES_AGENT_BINARY", os.path.join(REPO, "build", "default", "pes-agent")))
     ap.add_argument("--out", default=None)
     ap.add_argument("--label", default=None, help="name of this setup in the table")
