@@ -50,6 +50,9 @@ class Agent {
   prometheus::Gauge& reload_time_;
   prometheus::Family<prometheus::Counter>& reloads_;
   std::atomic<bool> started_{false};
+  // Ad hoc /probe runs: web.max_probe_requests (read at start) and how many run now.
+  int max_probe_requests_ = 4;
+  std::atomic<int> probe_requests_in_flight_{0};
 };
 
 }  // namespace pes

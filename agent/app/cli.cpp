@@ -63,12 +63,7 @@ int probe_once(const std::string& file, const std::string& name, const std::stri
   engine.stop();
   const Outcome& o = result.outcome;
   if (format == "prometheus") {
-    struct One : prometheus::Collectable {
-      std::vector<prometheus::MetricFamily> fams;
-      std::vector<prometheus::MetricFamily> Collect() const override { return fams; }
-    } one;
-    one.fams = adhoc_families(*pc, *cfg, o, result.duration);
-    std::cout << render_text({&one});
+    std::cout << render_run(*pc, *cfg, o, result.duration);
   } else if (format == "json") {
     nlohmann::json j;
     j["probe"] = pc->name;

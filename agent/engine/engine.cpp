@@ -7,13 +7,11 @@
 #include <string_view>
 #include <thread>
 
+#include "agent/engine/reload_plan.h"
+
 namespace pes {
 
 namespace {
-
-double unix_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 std::vector<double> lag_buckets() {
   return {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
@@ -116,7 +114,10 @@ class Engine::Context : public RunContext {
 };
 
 Engine::Engine(EngineOptions options)
-    : options_(options), pool_(options.workers), rng_(options.seed) {
+    : options_(options),
+      pool_(options.workers),
+      clock_(options.clock ? options.clock : SystemClock::shared()),
+      rng_(options.seed) {
   if (options_.registry) metrics_ = std::make_unique<EngineMetrics>(*options_.registry);
 }
 
@@ -136,7 +137,7 @@ void Engine::stop() {
     stopping_ = true;
     if (sched_timer_) loop_.cancel_timer(sched_timer_);
     sched_timer_ = 0;
-    Clock::time_point last = Clock::now();
+    Clock::time_point last = clock_->steady_now();
     for (auto& [id, rt] : by_id_) {
       scheduler_.remove(id);
       if (rt->in_flight) last = std::max(last, rt->planned + rt->cfg.timeout);
@@ -144,7 +145,7 @@ void Engine::stop() {
     latest.set_value(last);
   });
   auto until = fut.get() + std::chrono::milliseconds(200);
-  while (in_flight_.load() > 0 && Clock::now() < until)
+  while (in_flight_.load() > 0 && clock_->steady_now() < until)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   loop_.stop();
 }
@@ -170,63 +171,48 @@ void Engine::apply(std::shared_ptr<const Config> config) {
 }
 
 void Engine::swap_in(std::shared_ptr<const Config> config) {
-  auto now = Clock::now();
-  std::unordered_map<std::string, std::shared_ptr<ProbeRuntime>> old;
-  for (auto& [id, rt] : by_id_) old[rt->cfg.name] = rt;
+  std::vector<std::shared_ptr<ProbeRuntime>> current;
+  std::vector<RunningProbe> running;
+  for (auto& [id, rt] : by_id_) {
+    current.push_back(rt);
+    running.push_back(RunningProbe{rt->cfg.name, rt->cfg.fingerprint, rt->planned, rt->cfg.timeout,
+                                   rt->state.has_run()});
+  }
+  std::vector<WantedProbe> wanted;
+  wanted.reserve(config->probes.size());
+  for (const auto& pc : config->probes)
+    wanted.push_back(
+        WantedProbe{pc.name, pc.fingerprint, pc.interval, pc.timeout,
+                    pc.probe ? pc.probe->token_sources() : std::vector<std::string>{}});
+  const ReloadPlan plan =
+      plan_reload(running, wanted, clock_->steady_now(), rng_, !stopping_ && options_.schedule);
+
   std::unordered_map<uint64_t, std::shared_ptr<ProbeRuntime>> next;
   std::vector<std::shared_ptr<ProbeRuntime>> list;
-  std::vector<std::shared_ptr<ProbeRuntime>> fresh;  // new runtimes, to be scheduled
-  for (const auto& pc : config->probes) {
-    auto it = old.find(pc.name);
+  list.reserve(config->probes.size());
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    const ReloadStep& step = plan.steps[i];
     std::shared_ptr<ProbeRuntime> rt;
-    if (it != old.end() && it->second->cfg.fingerprint == pc.fingerprint) {
-      rt = it->second;  // unchanged: keeps state, counters, schedule and probe object (caches)
-      old.erase(it);
+    if (step.action == ReloadAction::keep) {
+      rt = current[*step.running];
     } else {
-      rt = std::make_shared<ProbeRuntime>(next_id_++, pc);
-      if (it != old.end()) {
-        // Changed: a new check, but the counters go on so rate() sees no reset.
-        std::lock_guard lock(it->second->mu);
-        rt->runs_ok = it->second->runs_ok;
-        rt->runs_failed = it->second->runs_failed;
-        rt->failures = it->second->failures;
-        rt->buckets = it->second->buckets;
-        rt->duration_sum = it->second->duration_sum;
-      }
-      if (!stopping_ && options_.schedule) {
-        rt->planned = first_due(now, pc.interval, rng_);
-        fresh.push_back(rt);
+      rt = std::make_shared<ProbeRuntime>(next_id_++, config->probes[i]);
+      if (step.action == ReloadAction::change)
+        rt->state.carry_counters_from(current[*step.running]->state);
+      if (step.first_run) {
+        rt->planned = *step.first_run;
+        scheduler_.schedule(rt->id, rt->planned);
       }
     }
     next[rt->id] = rt;
     list.push_back(rt);
   }
-  // The SSO chain at start: a probe that sends a keycloak probe's token first runs after that
-  // probe's first run has ended (its deadline), so it never fails for want of a token that was
-  // simply not fetched yet (a false `auth` at every start or reload).
-  std::unordered_map<std::string_view, const ProbeRuntime*> by_name;
-  for (const auto& rt : list) by_name[rt->cfg.name] = rt.get();
-  for (auto& rt : fresh) {
-    if (!rt->cfg.probe) continue;
-    for (const auto& source : rt->cfg.probe->token_sources()) {
-      auto src = by_name.find(source);
-      if (src == by_name.end() || src->second == rt.get()) continue;
-      const ProbeRuntime& s = *src->second;
-      bool has_run;
-      {
-        std::lock_guard lock(s.mu);
-        has_run = s.has_run;
-      }
-      if (!has_run)
-        rt->planned =
-            std::max(rt->planned, s.planned + s.cfg.timeout + std::chrono::milliseconds(50));
+  // Retired as well: the old runtime of a changed probe (a new one took its name).
+  for (auto& rt : current)
+    if (!next.count(rt->id) && !rt->retired) {
+      rt->retired = true;
+      scheduler_.remove(rt->id);
     }
-  }
-  for (auto& rt : fresh) scheduler_.schedule(rt->id, rt->planned);
-  for (auto& [name, rt] : old) {
-    rt->retired = true;
-    scheduler_.remove(rt->id);
-  }
   by_id_ = std::move(next);
   {
     std::lock_guard lock(view_mu_);
@@ -250,7 +236,7 @@ void Engine::arm_scheduler() {
 }
 
 void Engine::dispatch_due() {
-  auto now = Clock::now();
+  auto now = clock_->steady_now();
   for (auto& [id, planned] : scheduler_.pop_due(now)) {
     auto it = by_id_.find(id);
     if (it == by_id_.end()) continue;
@@ -273,7 +259,7 @@ void Engine::start_run(const std::shared_ptr<ProbeRuntime>& rt, bool scheduled,
                        std::shared_ptr<std::promise<AdHocResult>> adhoc, bool debug) {
   auto run = std::make_shared<ActiveRun>();
   run->rt = rt;
-  run->started = Clock::now();
+  run->started = clock_->steady_now();
   run->scheduled = scheduled;
   run->adhoc = std::move(adhoc);
   auto deadline = run->started + rt->cfg.timeout;
@@ -320,7 +306,7 @@ void Engine::complete(const std::shared_ptr<ActiveRun>& run, Outcome outcome) {
   run->ctx->finish();
   in_flight_.fetch_sub(1);
   if (metrics_) metrics_->in_flight.Decrement();
-  double duration = std::chrono::duration<double>(Clock::now() - run->started).count();
+  double duration = std::chrono::duration<double>(clock_->steady_now() - run->started).count();
   std::shared_ptr<const Redactor> redactor;
   {
     std::lock_guard lock(view_mu_);
@@ -340,62 +326,35 @@ void Engine::complete(const std::shared_ptr<ActiveRun>& run, Outcome outcome) {
   }
   rt.in_flight = false;
   if (rt.retired) return;
-  record(rt, outcome, duration);
+  const bool pending = record(rt, std::move(outcome), duration);
   if (!stopping_ && run->scheduled) {
-    bool pending;
-    {
-      std::lock_guard lock(rt.mu);
-      pending = rt.state.change_pending();
-    }
-    rt.planned = next_due(rt.planned, Clock::now(), rt.cfg.interval, rt.cfg.timeout, pending);
+    rt.planned =
+        next_due(rt.planned, clock_->steady_now(), rt.cfg.interval, rt.cfg.timeout, pending);
     scheduler_.schedule(rt.id, rt.planned);
     arm_scheduler();
   }
 }
 
-void Engine::record(ProbeRuntime& rt, const Outcome& outcome, double duration) {
-  double now = unix_now();
-  bool changed;
-  std::optional<bool> up;
-  {
-    std::lock_guard lock(rt.mu);
-    changed = rt.state.record(outcome.ok, outcome.reason);
-    up = rt.state.up();
-    rt.has_run = true;
-    rt.last_ok = outcome.ok;
-    rt.last_reason = outcome.reason;
-    rt.last_message = outcome.message;
-    rt.last_samples = outcome.samples;
-    rt.last_duration = duration;
-    rt.last_end_unix = now;
-    if (changed) rt.last_change_unix = now;
-    if (outcome.ok) {
-      ++rt.runs_ok;
-    } else {
-      ++rt.runs_failed;
-      ++rt.failures[static_cast<size_t>(outcome.reason)];
-      rt.last_failure_reason = outcome.reason;
-      rt.last_error = outcome.message;
-      rt.last_failure_unix = now;
-    }
-    for (size_t i = 0; i < kRunDurationBuckets.size(); ++i)
-      if (duration <= kRunDurationBuckets[i]) ++rt.buckets[i];
-    rt.duration_sum += duration;
-    rt.history.push_back(RunRecord{outcome.ok, outcome.reason, duration, now});
-    if (rt.history.size() > kHistoryLength) rt.history.pop_front();
-  }
-  if (changed) {
-    if (up.value_or(false)) {
+bool Engine::record(ProbeRuntime& rt, Outcome outcome, double duration) {
+  const bool ok = outcome.ok;
+  const Reason reason = outcome.reason;
+  const bool debug = spdlog::should_log(spdlog::level::debug);
+  // Kept for the log lines below; the outcome itself moves into the probe's state.
+  std::string message = !ok || debug ? outcome.message : std::string();
+  const auto r = rt.state.record(std::move(outcome), duration, clock_->unix_now());
+  if (r.changed) {
+    if (r.up.value_or(false)) {
       spdlog::info("probe {} ({}) is UP", rt.cfg.name, rt.cfg.service);
     } else {
       spdlog::warn("probe {} ({}) is DOWN: {}: {}", rt.cfg.name, rt.cfg.service,
-                   reason_name(outcome.reason), outcome.message);
+                   reason_name(reason), message);
     }
   }
-  if (!spdlog::should_log(spdlog::level::debug)) return;
-  spdlog::debug("probe {} run: {} in {:.3f}s{}{}", rt.cfg.name, outcome.ok ? "success" : "failure",
-                duration, outcome.ok ? "" : " reason=" + std::string(reason_name(outcome.reason)),
-                outcome.message.empty() ? "" : " message=" + outcome.message);
+  if (debug)
+    spdlog::debug("probe {} run: {} in {:.3f}s{}{}", rt.cfg.name, ok ? "success" : "failure",
+                  duration, ok ? "" : " reason=" + std::string(reason_name(reason)),
+                  message.empty() ? "" : " message=" + message);
+  return r.change_pending;
 }
 
 Engine::AdHocResult Engine::run_now(const std::string& name, bool debug) {

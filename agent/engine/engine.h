@@ -9,7 +9,6 @@
 
 #include <array>
 #include <atomic>
-#include <deque>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -19,26 +18,16 @@
 #include <vector>
 
 #include "agent/config/config.h"
+#include "agent/engine/clock.h"
 #include "agent/engine/event_loop.h"
+#include "agent/engine/probe_state.h"
 #include "agent/engine/scheduler.h"
 #include "agent/engine/worker_pool.h"
 
 namespace pes {
 
-inline constexpr std::array<double, 12> kRunDurationBuckets{0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                                            0.5,   1,    2.5,   5,    10,  30};
-inline constexpr size_t kReasonCount = 11;
-inline constexpr size_t kHistoryLength = 20;
-
-struct RunRecord {
-  bool ok = false;
-  Reason reason = Reason::none;
-  double duration = 0;
-  double end_unix = 0;
-};
-
-// Everything known about one configured probe. Loop-thread fields are marked; the rest is guarded
-// by `mu` and read by scrapes and the status page.
+// One configured probe in the running set: its configuration, its state, and the loop thread's
+// bookkeeping of its schedule.
 struct ProbeRuntime {
   ProbeRuntime(uint64_t id, ProbeConfig cfg)
       : id(id),
@@ -46,31 +35,12 @@ struct ProbeRuntime {
         state(this->cfg.failure_threshold, this->cfg.success_threshold) {}
 
   const uint64_t id;
-  ProbeConfig cfg;
+  const ProbeConfig cfg;
+  ProbeState state;
   // Loop thread only.
   Clock::time_point planned{};
   bool in_flight = false;
   bool retired = false;
-
-  mutable std::mutex mu;
-  ThresholdState state;
-  bool has_run = false;
-  bool last_ok = false;
-  Reason last_reason = Reason::none;
-  std::string last_message;
-  std::vector<Sample> last_samples;
-  double last_duration = 0;
-  double last_end_unix = 0;
-  double last_change_unix = 0;
-  Reason last_failure_reason = Reason::none;
-  std::string last_error;
-  double last_failure_unix = 0;
-  uint64_t runs_ok = 0;
-  uint64_t runs_failed = 0;
-  std::array<uint64_t, kReasonCount> failures{};
-  std::array<uint64_t, kRunDurationBuckets.size()> buckets{};
-  double duration_sum = 0;
-  std::deque<RunRecord> history;
 };
 
 // The agent's own metrics that the engine updates (families live in the agent's registry).
@@ -84,6 +54,7 @@ struct EngineMetrics {
 struct EngineOptions {
   size_t workers = 16;
   uint64_t seed = std::random_device{}();
+  std::shared_ptr<const EngineClock> clock = SystemClock::shared();
   prometheus::Registry* registry = nullptr;  // for EngineMetrics; optional
   bool schedule = true;                      // false: only ad hoc runs (the `probe` command)
 };
@@ -128,7 +99,8 @@ class Engine {
   void start_run(const std::shared_ptr<ProbeRuntime>& rt, bool scheduled,
                  std::shared_ptr<std::promise<AdHocResult>> adhoc, bool debug);
   void complete(const std::shared_ptr<ActiveRun>& run, Outcome outcome);
-  void record(ProbeRuntime& rt, const Outcome& outcome, double duration);
+  // Records a finished run into the probe's state; returns whether a state change is pending.
+  bool record(ProbeRuntime& rt, Outcome outcome, double duration);
   void dispatch_due();
   void arm_scheduler();
   void swap_in(std::shared_ptr<const Config> config);
@@ -138,7 +110,8 @@ class Engine {
   EventLoop loop_;
   WorkerPool pool_;
   TokenStore tokens_;
-  std::mt19937_64 rng_;
+  std::shared_ptr<const EngineClock> clock_;
+  Rng rng_;
 
   // Loop thread only.
   Scheduler scheduler_;

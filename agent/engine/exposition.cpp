@@ -8,10 +8,10 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
-#include <deque>
 #include <fstream>
 #include <limits>
 #include <map>
+#include <span>
 #include <sstream>
 #include <string_view>
 
@@ -23,61 +23,13 @@ using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
 
-// Families keyed by name, created on first use.
-class Families {
- public:
-  MetricFamily& get(const std::string& name, const char* help, MetricType type) {
-    auto it = index_.find(name);
-    if (it != index_.end()) return families_[it->second];
-    index_[name] = families_.size();
-    families_.push_back(MetricFamily{name, help, type, {}});
-    return families_.back();
-  }
-  std::vector<MetricFamily> take() {
-    return std::vector<MetricFamily>(std::make_move_iterator(families_.begin()),
-                                     std::make_move_iterator(families_.end()));
-  }
-
- private:
-  std::map<std::string, size_t> index_;
-  std::deque<MetricFamily> families_;  // a deque: references handed out stay valid as it grows
+// One probe as the writer sees it.
+struct ProbeSeries {
+  const ProbeConfig* cfg;
+  const ProbeSnapshot* snap;
 };
 
-std::vector<ClientMetric::Label> base_labels(const ProbeConfig& p, const Config& c) {
-  std::vector<ClientMetric::Label> l;
-  l.reserve(3 + c.labels.size());
-  l.push_back({"probe", p.name});
-  l.push_back({"service", p.service});
-  l.push_back({"type", p.type});
-  for (const auto& [k, v] : c.labels) l.push_back({k, v});
-  return l;
-}
-
-ClientMetric gauge(std::vector<ClientMetric::Label> labels, double v) {
-  ClientMetric m;
-  m.label = std::move(labels);
-  m.gauge.value = v;
-  return m;
-}
-
-std::vector<ClientMetric::Label> with(std::vector<ClientMetric::Label> l, std::string k,
-                                      std::string v) {
-  l.push_back({std::move(k), std::move(v)});
-  return l;
-}
-
-void add_samples(Families& f, const std::vector<ClientMetric::Label>& base,
-                 const std::vector<Sample>& samples) {
-  for (const auto& s : samples) {
-    auto labels = base;
-    for (const auto& [k, v] : s.labels) labels.push_back({k, v});
-    f.get(s.name, s.help, MetricType::Gauge).metric.push_back(gauge(std::move(labels), s.value));
-  }
-}
-
-}  // namespace
-
-namespace {
+enum class SeriesScope { scheduled, single_run };
 
 // ---- Prometheus text format, written by hand for the probe families ----------------------------
 
@@ -120,7 +72,7 @@ void put_label(std::string& out, std::string_view key, std::string_view value) {
   out += '"';
 }
 
-// probe="...",service="...",type="..." and the global labels, as base_labels() orders them.
+// probe="...",service="...",type="..." and the global labels.
 std::string label_text(const ProbeConfig& p, const Config& c) {
   std::string s;
   put_label(s, "probe", p.name);
@@ -194,112 +146,75 @@ class FamilyWriter {
   size_t header_end_;
 };
 
-// What one scrape reads of a probe, copied under its lock once so that the families agree (the
-// histogram's count is the sum of probe_runs_total, and so on).
-struct Snapshot {
-  bool has_run = false;
-  bool last_ok = false;
-  bool up = false;
-  Reason last_failure_reason = Reason::none;
-  double last_duration = 0;
-  double last_end_unix = 0;
-  double last_change_unix = 0;
-  double duration_sum = 0;
-  uint64_t runs_ok = 0;
-  uint64_t runs_failed = 0;
-  std::array<uint64_t, kReasonCount> failures{};
-  std::array<uint64_t, kRunDurationBuckets.size()> buckets{};
-};
-
-}  // namespace
-
-void ProbeExposition::render(std::string& out) const {
-  auto view = engine_.view();
-  if (!view.config) return;
-  const Config& cfg = *view.config;
-  const auto& probes = view.probes;
-  out.reserve(out.size() + size_hint_.load(std::memory_order_relaxed) / 8 * 9);
-  const size_t begin = out.size();
-
+// The probe families, in name order, for probes whose snapshots were taken once (so the families
+// of one scrape agree). A single run (ad hoc) writes only the families that one run defines.
+void write_probe_families(std::string& out, const Config& cfg, std::span<const ProbeSeries> probes,
+                          SeriesScope scope) {
+  const bool all = scope == SeriesScope::scheduled;
+  const size_t n = probes.size();
   std::vector<std::string> labels;
-  std::vector<Snapshot> snap(probes.size());
+  labels.reserve(n);
   std::map<std::string, const char*, std::less<>> extra;  // families of the probes' own samples
-  labels.reserve(probes.size());
-  for (size_t i = 0; i < probes.size(); ++i) {
-    const auto& rt = *probes[i];
-    labels.push_back(label_text(rt.cfg, cfg));
-    Snapshot& s = snap[i];
-    std::lock_guard lock(rt.mu);
-    s.has_run = rt.has_run;
-    s.last_ok = rt.last_ok;
-    s.up = rt.state.up().value_or(false);
-    s.last_failure_reason = rt.last_failure_reason;
-    s.last_duration = rt.last_duration;
-    s.last_end_unix = rt.last_end_unix;
-    s.last_change_unix = rt.last_change_unix;
-    s.duration_sum = rt.duration_sum;
-    s.runs_ok = rt.runs_ok;
-    s.runs_failed = rt.runs_failed;
-    s.failures = rt.failures;
-    s.buckets = rt.buckets;
-    if (rt.has_run)
-      for (const auto& sample : rt.last_samples)
+  for (const auto& p : probes) {
+    labels.push_back(label_text(*p.cfg, cfg));
+    if (p.snap->has_run)
+      for (const auto& sample : p.snap->sample_list())
         if (extra.find(sample.name) == extra.end()) extra.emplace(sample.name, sample.help);
   }
-  const size_t n = probes.size();
+  auto snap = [&](size_t i) -> const ProbeSnapshot& { return *probes[i].snap; };
 
-  {
+  if (all) {
     FamilyWriter f(out, "probe_dependency_info", "One series per depends_on edge.", "gauge");
     for (size_t i = 0; i < n; ++i)
-      for (const auto& d : probes[i]->cfg.depends_on) f.with(labels[i], "depends_on", d, 1);
+      for (const auto& d : probes[i].cfg->depends_on) f.with(labels[i], "depends_on", d, 1);
   }
   {
     FamilyWriter f(out, "probe_duration_seconds", "Duration of the last run.", "gauge");
     for (size_t i = 0; i < n; ++i)
-      if (snap[i].has_run) f.gauge(labels[i], snap[i].last_duration);
+      if (snap(i).has_run) f.gauge(labels[i], snap(i).last_duration);
   }
-  {
+  if (all) {
     FamilyWriter f(out, "probe_failure_threshold",
                    "Consecutive failed runs that turn the probe down.", "gauge");
-    for (size_t i = 0; i < n; ++i) f.gauge(labels[i], probes[i]->cfg.failure_threshold);
+    for (size_t i = 0; i < n; ++i) f.gauge(labels[i], probes[i].cfg->failure_threshold);
   }
-  {
+  if (all) {
     FamilyWriter f(out, "probe_failures_total", "Failed probe runs by reason.", "counter");
     for (size_t i = 0; i < n; ++i)
       for (size_t r = 0; r < kReasonCount; ++r)
-        if (snap[i].failures[r] > 0) {
+        if (snap(i).failures[r] > 0) {
           f.series(labels[i]) += ',';
           put_label(out, "reason", reason_name(static_cast<Reason>(r)));
-          f.value(snap[i].failures[r]);
+          f.value(snap(i).failures[r]);
         }
   }
-  {
+  if (all) {
     FamilyWriter f(out, "probe_info", "Constant 1; the target label names what is probed.",
                    "gauge");
-    for (size_t i = 0; i < n; ++i) f.with(labels[i], "target", probes[i]->cfg.target, 1);
+    for (size_t i = 0; i < n; ++i) f.with(labels[i], "target", probes[i].cfg->target, 1);
   }
-  {
+  if (all) {
     FamilyWriter f(out, "probe_interval_seconds", "Configured interval between runs.", "gauge");
     for (size_t i = 0; i < n; ++i)
-      f.gauge(labels[i], std::chrono::duration<double>(probes[i]->cfg.interval).count());
+      f.gauge(labels[i], std::chrono::duration<double>(probes[i].cfg->interval).count());
   }
   {
     FamilyWriter f(out, "probe_last_failure_info",
                    "1 with the reason of the probe's most recent failed run.", "gauge");
     for (size_t i = 0; i < n; ++i)
-      if (snap[i].runs_failed > 0)
-        f.with(labels[i], "reason", reason_name(snap[i].last_failure_reason), 1);
+      if (snap(i).runs_failed > 0)
+        f.with(labels[i], "reason", reason_name(snap(i).last_failure_reason), 1);
   }
-  {
+  if (all) {
     FamilyWriter f(out, "probe_last_run_timestamp_seconds", "Unix time the last run ended.",
                    "gauge");
     for (size_t i = 0; i < n; ++i)
-      if (snap[i].has_run) f.gauge(labels[i], snap[i].last_end_unix);
+      if (snap(i).has_run) f.gauge(labels[i], snap(i).last_end_unix);
   }
-  {
+  if (all) {
     FamilyWriter f(out, "probe_run_duration_seconds", "Duration of every run.", "histogram");
     for (size_t i = 0; i < n; ++i) {
-      const Snapshot& s = snap[i];
+      const ProbeSnapshot& s = snap(i);
       const uint64_t count = s.runs_ok + s.runs_failed;
       for (size_t b = 0; b <= kRunDurationBuckets.size(); ++b) {
         f.series(labels[i], "_bucket") += ",le=\"";
@@ -316,41 +231,38 @@ void ProbeExposition::render(std::string& out) const {
       f.value(count);
     }
   }
-  {
+  if (all) {
     FamilyWriter f(out, "probe_runs_total", "Probe runs by result.", "counter");
     for (size_t i = 0; i < n; ++i) {
       f.series(labels[i]) += ",result=\"success\"";
-      f.value(snap[i].runs_ok);
+      f.value(snap(i).runs_ok);
       f.series(labels[i]) += ",result=\"failure\"";
-      f.value(snap[i].runs_failed);
+      f.value(snap(i).runs_failed);
     }
   }
-  {
+  if (all) {
     FamilyWriter f(out, "probe_state_change_timestamp_seconds", "Unix time probe_up last changed.",
                    "gauge");
     for (size_t i = 0; i < n; ++i)
-      if (snap[i].has_run) f.gauge(labels[i], snap[i].last_change_unix);
+      if (snap(i).has_run) f.gauge(labels[i], snap(i).last_change_unix);
   }
   {
     FamilyWriter f(out, "probe_success", "1 if the last run of the probe passed, else 0.", "gauge");
     for (size_t i = 0; i < n; ++i)
-      if (snap[i].has_run) f.gauge(labels[i], snap[i].last_ok ? 1 : 0);
+      if (snap(i).has_run) f.gauge(labels[i], snap(i).last_ok ? 1 : 0);
   }
-  {
+  if (all) {
     FamilyWriter f(out, "probe_up", "Damped state after failure/success thresholds: 1 up, 0 down.",
                    "gauge");
     for (size_t i = 0; i < n; ++i)
-      if (snap[i].has_run) f.gauge(labels[i], snap[i].up ? 1 : 0);
+      if (snap(i).has_run) f.gauge(labels[i], snap(i).up.value_or(false) ? 1 : 0);
   }
-  // The probe types' own series (probe_http_*, probe_postgres_*, ...), one family at a time. These
-  // are read under the probe's lock again: a run may have replaced them since the snapshot.
+  // The probe types' own series (probe_http_*, probe_postgres_*, ...), one family at a time.
   for (const auto& [name, help] : extra) {
     FamilyWriter f(out, name, help, "gauge");
     for (size_t i = 0; i < n; ++i) {
-      const auto& rt = *probes[i];
-      std::lock_guard lock(rt.mu);
-      if (!rt.has_run) continue;
-      for (const auto& sample : rt.last_samples) {
+      if (!snap(i).has_run) continue;
+      for (const auto& sample : snap(i).sample_list()) {
         if (sample.name != name) continue;
         std::string& o = f.series(labels[i]);
         for (const auto& [k, v] : sample.labels) {
@@ -361,7 +273,34 @@ void ProbeExposition::render(std::string& out) const {
       }
     }
   }
+}
+
+}  // namespace
+
+void ProbeExposition::render(std::string& out) const {
+  auto view = engine_.view();
+  if (!view.config) return;
+  out.reserve(out.size() + size_hint_.load(std::memory_order_relaxed) / 8 * 9);
+  const size_t begin = out.size();
+  std::vector<ProbeSnapshot> snaps;
+  snaps.reserve(view.probes.size());
+  for (const auto& rt : view.probes)
+    snaps.push_back(rt->state.snapshot(ProbeState::Detail::metrics));
+  std::vector<ProbeSeries> series;
+  series.reserve(view.probes.size());
+  for (size_t i = 0; i < view.probes.size(); ++i)
+    series.push_back(ProbeSeries{&view.probes[i]->cfg, &snaps[i]});
+  write_probe_families(out, *view.config, series, SeriesScope::scheduled);
   size_hint_.store(out.size() - begin, std::memory_order_relaxed);
+}
+
+std::string render_run(const ProbeConfig& probe, const Config& config, const Outcome& outcome,
+                       double duration) {
+  const ProbeSnapshot snap = ProbeSnapshot::of_run(outcome, duration, 0);
+  const ProbeSeries one{&probe, &snap};
+  std::string out;
+  write_probe_families(out, config, std::span<const ProbeSeries>(&one, 1), SeriesScope::single_run);
+  return out;
 }
 
 std::vector<MetricFamily> ProcessCollector::Collect() const {
@@ -449,21 +388,6 @@ std::string render_text(const std::vector<const prometheus::Collectable*>& sourc
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, list);
   return out.str();
-}
-
-std::vector<MetricFamily> adhoc_families(const ProbeConfig& probe, const Config& config,
-                                         const Outcome& outcome, double duration) {
-  Families f;
-  auto base = base_labels(probe, config);
-  f.get("probe_success", "1 if the run passed, else 0.", MetricType::Gauge)
-      .metric.push_back(gauge(base, outcome.ok ? 1 : 0));
-  f.get("probe_duration_seconds", "Duration of the run.", MetricType::Gauge)
-      .metric.push_back(gauge(base, duration));
-  if (!outcome.ok)
-    f.get("probe_last_failure_info", "1 with the reason of this failed run.", MetricType::Gauge)
-        .metric.push_back(gauge(with(base, "reason", std::string(reason_name(outcome.reason))), 1));
-  add_samples(f, base, outcome.samples);
-  return f.take();
 }
 
 }  // namespace pes

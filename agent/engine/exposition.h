@@ -37,8 +37,9 @@ class ProcessCollector : public prometheus::Collectable {
 // Text exposition of several collectables, families merged by name and sorted.
 std::string render_text(const std::vector<const prometheus::Collectable*>& sources);
 
-// The series of one ad hoc run (for /probe and `pes-agent probe --format=prometheus`).
-std::vector<prometheus::MetricFamily> adhoc_families(const ProbeConfig& probe, const Config& config,
-                                                     const Outcome& outcome, double duration);
+// The series of one ad hoc run (for /probe and `pes-agent probe --format=prometheus`), written by
+// the same writer as the scheduled probes' (same names, HELP texts and label order).
+std::string render_run(const ProbeConfig& probe, const Config& config, const Outcome& outcome,
+                       double duration);
 
 }  // namespace pes

@@ -11,65 +11,32 @@ namespace pes {
 
 namespace {
 
-struct ProbeSnapshot {
-  std::string name, service, type, target;
-  std::vector<std::string> depends_on;
-  bool has_run = false;
-  std::optional<bool> up;
-  bool last_ok = false;
-  Reason reason = Reason::none;
-  std::string message;
-  std::string last_error;
-  Reason last_failure_reason = Reason::none;
-  double last_failure = 0;
-  double last_run = 0;
-  double last_change = 0;
-  double duration = 0;
-  uint64_t runs_ok = 0, runs_failed = 0;
-  std::vector<RunRecord> history;
+// One probe as the page shows it: its configuration and a full snapshot of its state.
+struct Row {
+  const ProbeConfig* cfg;
+  ProbeSnapshot s;
 };
 
-std::vector<ProbeSnapshot> snapshot(const Engine::View& view) {
-  std::vector<ProbeSnapshot> out;
-  for (const auto& rt : view.probes) {
-    ProbeSnapshot s;
-    s.name = rt->cfg.name;
-    s.service = rt->cfg.service;
-    s.type = rt->cfg.type;
-    s.target = rt->cfg.target;
-    s.depends_on = rt->cfg.depends_on;
-    std::lock_guard lock(rt->mu);
-    s.has_run = rt->has_run;
-    s.up = rt->state.up();
-    s.last_ok = rt->last_ok;
-    s.reason = rt->last_reason;
-    s.message = rt->last_message;
-    s.last_error = rt->last_error;
-    s.last_failure_reason = rt->last_failure_reason;
-    s.last_failure = rt->last_failure_unix;
-    s.last_run = rt->last_end_unix;
-    s.last_change = rt->last_change_unix;
-    s.duration = rt->last_duration;
-    s.runs_ok = rt->runs_ok;
-    s.runs_failed = rt->runs_failed;
-    s.history.assign(rt->history.begin(), rt->history.end());
-    out.push_back(std::move(s));
-  }
+std::vector<Row> rows(const Engine::View& view) {
+  std::vector<Row> out;
+  out.reserve(view.probes.size());
+  for (const auto& rt : view.probes)
+    out.push_back(Row{&rt->cfg, rt->state.snapshot(ProbeState::Detail::full)});
   return out;
 }
 
-const char* state_word(const ProbeSnapshot& s) {
-  if (!s.up) return "unknown";
-  return *s.up ? "up" : "down";
+const char* state_word(const Row& r) {
+  if (!r.s.up) return "unknown";
+  return *r.s.up ? "up" : "down";
 }
 
 // The dependencies of a down probe that are down themselves: the likely root cause.
-std::vector<std::string> down_dependencies(const ProbeSnapshot& s,
-                                           const std::map<std::string, const ProbeSnapshot*>& by) {
+std::vector<std::string> down_dependencies(const Row& r,
+                                           const std::map<std::string, const Row*>& by) {
   std::vector<std::string> out;
-  for (const auto& d : s.depends_on) {
+  for (const auto& d : r.cfg->depends_on) {
     auto it = by.find(d);
-    if (it != by.end() && it->second->up && !*it->second->up) out.push_back(d);
+    if (it != by.end() && it->second->s.up && !*it->second->s.up) out.push_back(d);
   }
   return out;
 }
@@ -132,32 +99,33 @@ double unix_now() {
 }  // namespace
 
 std::string render_status_json(const Engine::View& view, bool ready) {
-  auto snaps = snapshot(view);
-  std::map<std::string, const ProbeSnapshot*> by;
-  for (const auto& s : snaps) by[s.name] = &s;
+  auto snaps = rows(view);
+  std::map<std::string, const Row*> by;
+  for (const auto& r : snaps) by[r.cfg->name] = &r;
   nlohmann::json doc;
   doc["ready"] = ready;
   doc["config_file"] = view.config ? view.config->file : "";
   auto& list = doc["probes"] = nlohmann::json::array();
-  for (const auto& s : snaps) {
+  for (const auto& row : snaps) {
+    const ProbeSnapshot& s = row.s;
     nlohmann::json p;
-    p["name"] = s.name;
-    p["service"] = s.service;
-    p["type"] = s.type;
-    p["target"] = s.target;
-    p["depends_on"] = s.depends_on;
-    p["state"] = state_word(s);
+    p["name"] = row.cfg->name;
+    p["service"] = row.cfg->service;
+    p["type"] = row.cfg->type;
+    p["target"] = row.cfg->target;
+    p["depends_on"] = row.cfg->depends_on;
+    p["state"] = state_word(row);
     p["last_success"] = s.has_run ? nlohmann::json(s.last_ok) : nlohmann::json(nullptr);
-    p["last_reason"] = std::string(reason_name(s.reason));
-    p["last_message"] = s.message;
+    p["last_reason"] = std::string(reason_name(s.last_reason));
+    p["last_message"] = s.last_message;
     p["last_error"] = s.last_error;
     p["last_failure_reason"] = std::string(reason_name(s.last_failure_reason));
-    p["last_failure"] = iso_time(s.last_failure);
-    p["last_run"] = iso_time(s.last_run);
-    p["last_change"] = iso_time(s.last_change);
-    p["duration_seconds"] = s.duration;
+    p["last_failure"] = iso_time(s.last_failure_unix);
+    p["last_run"] = iso_time(s.last_end_unix);
+    p["last_change"] = iso_time(s.last_change_unix);
+    p["duration_seconds"] = s.last_duration;
     p["runs"] = {{"success", s.runs_ok}, {"failure", s.runs_failed}};
-    p["down_because"] = down_dependencies(s, by);
+    p["down_because"] = down_dependencies(row, by);
     auto& h = p["history"] = nlohmann::json::array();
     for (const auto& r : s.history)
       h.push_back({{"success", r.ok},
@@ -170,16 +138,16 @@ std::string render_status_json(const Engine::View& view, bool ready) {
 }
 
 std::string render_status_html(const Engine::View& view, bool ready) {
-  auto snaps = snapshot(view);
-  std::map<std::string, const ProbeSnapshot*> by;
-  for (const auto& s : snaps) by[s.name] = &s;
-  std::map<std::string, std::vector<const ProbeSnapshot*>> services;
+  auto snaps = rows(view);
+  std::map<std::string, const Row*> by;
+  for (const auto& r : snaps) by[r.cfg->name] = &r;
+  std::map<std::string, std::vector<const Row*>> services;
   int down = 0, unknown = 0;
-  for (const auto& s : snaps) {
-    services[s.service].push_back(&s);
-    if (!s.up)
+  for (const auto& r : snaps) {
+    services[r.cfg->service].push_back(&r);
+    if (!r.s.up)
       ++unknown;
-    else if (!*s.up)
+    else if (!*r.s.up)
       ++down;
   }
   double now = unix_now();
@@ -214,20 +182,22 @@ std::string render_status_html(const Engine::View& view, bool ready) {
          (unknown ? " (" + std::to_string(unknown) + " not run yet)" : "") + "</div>\n";
   for (const auto& [service, list] : services) {
     h += "<section><h2>" + html_escape(service) + "</h2>\n";
-    for (const auto* s : list) {
-      std::string st = state_word(*s);
-      h += "<div class=\"p " + st + "\" id=\"probe-" + html_escape(s->name) +
-           "\"><span class=\"st\">" + st + "</span><span class=\"name\">" + html_escape(s->name) +
-           "</span> <small>(" + html_escape(s->type) + ")</small>";
-      h += "<div class=\"meta\">" + html_escape(s->target) + "</div>";
+    for (const auto* row : list) {
+      const ProbeSnapshot* s = &row->s;
+      const ProbeConfig* c = row->cfg;
+      std::string st = state_word(*row);
+      h += "<div class=\"p " + st + "\" id=\"probe-" + html_escape(c->name) +
+           "\"><span class=\"st\">" + st + "</span><span class=\"name\">" + html_escape(c->name) +
+           "</span> <small>(" + html_escape(c->type) + ")</small>";
+      h += "<div class=\"meta\">" + html_escape(c->target) + "</div>";
       if (s->has_run && !s->last_ok)
-        h += "<div class=\"err\">Last run failed (" + std::string(reason_name(s->reason)) +
-             "): " + html_escape(s->message) + "</div>";
+        h += "<div class=\"err\">Last run failed (" + std::string(reason_name(s->last_reason)) +
+             "): " + html_escape(s->last_message) + "</div>";
       else if (!s->last_error.empty())
-        h += "<div class=\"meta\">Last error " + ago(s->last_failure, now) + " (" +
+        h += "<div class=\"meta\">Last error " + ago(s->last_failure_unix, now) + " (" +
              std::string(reason_name(s->last_failure_reason)) + "): " + html_escape(s->last_error) +
              "</div>";
-      auto because = down_dependencies(*s, by);
+      auto because = down_dependencies(*row, by);
       if (s->up && !*s->up && !because.empty()) {
         std::string names;
         for (const auto& b : because) names += (names.empty() ? "" : ", ") + b;
@@ -235,9 +205,9 @@ std::string render_status_html(const Engine::View& view, bool ready) {
              (because.size() > 1 ? " are" : " is") + " down</div>";
       }
       char dur[32];
-      std::snprintf(dur, sizeof dur, "%.3f s", s->duration);
-      h += "<div class=\"meta\">State since " + ago(s->last_change, now) + " · last run " +
-           ago(s->last_run, now) + " · took " + dur + "</div>";
+      std::snprintf(dur, sizeof dur, "%.3f s", s->last_duration);
+      h += "<div class=\"meta\">State since " + ago(s->last_change_unix, now) + " · last run " +
+           ago(s->last_end_unix, now) + " · took " + dur + "</div>";
       if (!s->history.empty()) {
         h += "<div class=\"hist\" title=\"last runs, oldest first\">";
         for (const auto& r : s->history)

@@ -271,13 +271,13 @@ TEST_F(LdapProbeTest, HungServerDoesNotDelayOtherProbes) {
   engine.stop();
   uint64_t ok_runs = 0, ok_failed = 0, hung_timeouts = 0, hung_other = 0;
   for (const auto& rt : view.probes) {
-    std::lock_guard lock(rt->mu);
+    const ProbeSnapshot s = rt->state.snapshot();
     if (rt->cfg.name == "ok") {
-      ok_runs = rt->runs_ok;
-      ok_failed = rt->runs_failed;
+      ok_runs = s.runs_ok;
+      ok_failed = s.runs_failed;
     } else {
-      hung_timeouts = rt->failures[static_cast<size_t>(Reason::timeout)];
-      hung_other = rt->runs_failed - hung_timeouts + rt->runs_ok;
+      hung_timeouts = s.failures[static_cast<size_t>(Reason::timeout)];
+      hung_other = s.runs_failed - hung_timeouts + s.runs_ok;
     }
   }
   EXPECT_GE(ok_runs, 9u);  // about 12 in 2.5 s at 200 ms

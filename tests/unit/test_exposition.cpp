@@ -117,8 +117,7 @@ TEST(Exposition, AFailedRunShowsUpInEveryFamily) {
   for (int i = 0; i < 100 && runs < 2; ++i) {
     std::this_thread::sleep_for(50ms);
     auto view = engine.view();
-    std::lock_guard lock(view.probes.at(0)->mu);
-    runs = view.probes.at(0)->runs_failed;
+    runs = view.probes.at(0)->state.snapshot().runs_failed;
   }
   engine.stop();
   ASSERT_GE(runs, 2u);
@@ -142,4 +141,28 @@ TEST(Exposition, AFailedRunShowsUpInEveryFamily) {
       << text;
   EXPECT_NE(text.find("# TYPE probe_run_duration_seconds histogram\n"), std::string::npos);
   EXPECT_NE(text.find("# TYPE probe_runs_total counter\n"), std::string::npos);
+}
+
+TEST(Exposition, AnAdHocRunIsWrittenByTheSameWriterWithTheSameHelpTexts) {
+  auto cfg = config_with("  - name: db\n    type: tcp\n    tcp: {address: \"127.0.0.1:1\"}\n");
+  Outcome o = Outcome::failure(Reason::connect, "refused");
+  o.add("probe_tcp_connect_duration_seconds", "Time to connect.", 0.25);
+  const std::string text = render_run(cfg->probes.at(0), *cfg, o, 0.5);
+  const Parsed p = parse(text);
+  EXPECT_TRUE(p.bad.empty()) << text;
+  const std::string labels =
+      R"(probe="db",service="db",type="tcp",platform="pes \"one\" \\ two\nlines")";
+  EXPECT_TRUE(has_line(text, "probe_success{" + labels + "} 0")) << text;
+  EXPECT_TRUE(has_line(text, "probe_duration_seconds{" + labels + "} 0.5")) << text;
+  EXPECT_TRUE(has_line(text, "probe_last_failure_info{" + labels + ",reason=\"connect\"} 1"))
+      << text;
+  EXPECT_TRUE(has_line(text, "probe_tcp_connect_duration_seconds{" + labels + "} 0.25")) << text;
+  EXPECT_TRUE(has_line(text, "# HELP probe_success 1 if the last run of the probe passed, else 0."))
+      << text;
+  EXPECT_TRUE(has_line(text, "# HELP probe_duration_seconds Duration of the last run.")) << text;
+  // Only what one run defines: no counters, histogram or configuration series.
+  EXPECT_EQ(p.types.count("probe_runs_total"), 0u);
+  EXPECT_EQ(p.types.count("probe_up"), 0u);
+  EXPECT_EQ(p.types.count("probe_info"), 0u);
+  EXPECT_EQ(p.types.size(), 4u) << text;
 }
