@@ -752,6 +752,9 @@ def alert_key(a):
 def label_str(a):
     l = a["labels"]
     extra = l.get("probe") or l.get("instance", "")
+    for k in ("component", "check", "burn"):
+        if k in l:
+            extra += "," + l[k]
     return "%s{%s}" % (l.get("alertname"), extra)
 
 
