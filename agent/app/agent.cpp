@@ -171,10 +171,10 @@ std::string Agent::metrics_text() const {
 }
 
 std::string Agent::status_json() const {
-  return render_status_json(engine_.view(), engine_.ready());
+  return render_status_json(engine_.view(), engine_.ready(), engine_.clock().unix_now());
 }
 std::string Agent::status_html() const {
-  return render_status_html(engine_.view(), engine_.ready());
+  return render_status_html(engine_.view(), engine_.ready(), engine_.clock().unix_now());
 }
 
 WebResponse Agent::handle_probe(const WebRequest& req) {
