@@ -5,7 +5,8 @@
 # topology. Shorter than the full drill (scripts/drill.sh): the agent's intervals and timeouts
 # times 1/3, Prometheus scraping and evaluating every 2 s, four scenarios. Fails unless every goal
 # of issue 13 is met in each: PostgreSQL killed (1 page naming postgres, what it takes down,
-# within 75 s; resolves within 60 s; 0 pages after recovery), a 20 s blip (0 pages), Nextcloud in
+# within 75 s; resolves within 60 s; 0 pages after recovery), a blip (20 s × 1/3, as the confirm
+# window scales; 0 pages), Nextcloud in
 # maintenance (0 pages), the agent cut off from the platform (1 page, the agent's).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
