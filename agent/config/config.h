@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/config/fleet.h"
 #include "agent/config/parse.h"
 #include "agent/core/probe.h"
 
@@ -22,6 +23,7 @@ struct ProbeConfig {
   int failure_threshold = 3;
   int success_threshold = 1;
   std::vector<std::string> depends_on;
+  std::vector<std::string> locations;  // fleet locations it must be checked from (fleet.h)
   std::shared_ptr<Probe> probe;
   std::string target;
   // Hash of every resolved field (including globals that apply): equal means unchanged on reload.
@@ -42,6 +44,7 @@ struct Config {
   int success_threshold = 1;
   std::vector<std::pair<std::string, std::string>> labels;
   WebConfig web;
+  FleetConfig fleet;
   std::vector<ProbeConfig> probes;
   std::shared_ptr<Redactor> redactor;
 
