@@ -1,5 +1,4 @@
 // pes-agent entry point: process-wide library initialisation, then the command line.
-#include <civetweb.h>
 #include <curl/curl.h>
 #include <ldap.h>
 #include <malloc.h>
@@ -7,17 +6,16 @@
 #include "agent/app/cli.h"
 
 int main(int argc, char** argv) {
-  // Scrapes run on civetweb's worker threads; without a cap each one keeps its own malloc arena
-  // full of a scrape's temporaries (bench/README.md: 80 MB -> 1 GB after 13 scrapes of 10k probes).
+  // Scrapes run on the listener's handler threads; without a cap each one keeps its own malloc
+  // arena full of a scrape's temporaries (bench/README.md: 80 MB -> 1 GB after 13 scrapes of 10k
+  // probes).
   mallopt(M_ARENA_MAX, 2);
   // The text of a scrape (27 MB at 10,000 probes) goes straight back to the kernel when it is
   // freed: a fixed threshold stops glibc from raising it after the first such buffer and then
   // keeping the next ones in the heap.
   mallopt(M_MMAP_THRESHOLD, 1 << 20);
   curl_global_init(CURL_GLOBAL_DEFAULT);
-  mg_init_library(MG_FEATURES_TLS);
   int rc = pes::run_cli(argc, argv);
-  mg_exit_library();
   curl_global_cleanup();
   return rc;
 }

@@ -4,7 +4,7 @@
 # Debian's prometheus-blackbox-exporter driven at the same probe rate. See bench/README.md.
 #
 #   bench/run.sh [--sizes "1000 10000"] [--interval 10] [--window 60] [--warmup 12]
-#                [--contenders "floor agent blackbox"] [--scrapes 11] [--nice N]
+#                [--contenders "floor agent blackbox main"] [--scrapes 11] [--nice N]
 #                [--perf SECONDS] [--no-build] [--out DIR]
 #
 # For each size N and contender it runs the contender for a warm-up, then takes two snapshots a
@@ -12,7 +12,10 @@
 # of probes done (agent: sum of probe_runs_total from /metrics; floor: its own counter; blackbox:
 # /probe requests answered), and reports CPU per probe. For the agent also: p99 schedule lag (the
 # delta of the pes_agent_schedule_lag_seconds histogram over the window), VmRSS/VmHWM and the
-# median wall and CPU time of a /metrics scrape (at most --scrapes, and no more than 30 s of them).
+# median wall and CPU time of a /metrics scrape (at most --scrapes, and no more than 30 s of them),
+# then the same for scrapes with `Accept-Encoding: gzip` and their size on the wire.
+# Contender `main` is the agent again with the binary AGENT_MAIN (e.g. main's, built beside), so a
+# change is compared with its base in the same run on the same machine load.
 # Results: OUT/results.md (markdown tables) and OUT/results.tsv.
 # --nice N runs nginx and every contender in its own session at nice level N, and gives that
 # session's scheduler autogroup the same nice level (with kernel.sched_autogroup_enabled=1 a plain
@@ -36,6 +39,7 @@ PERF_SECS=0
 DO_BUILD=1
 OUT=""
 BLACKBOX="${BLACKBOX:-/usr/bin/prometheus-blackbox-exporter}"
+AGENT_MAIN="${AGENT_MAIN:-}"
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -110,6 +114,9 @@ if [[ " $CONTENDERS " == *" agent "* ]] && [ ! -x "$AGENT" ]; then
   die "no agent binary at $AGENT (run without --no-build)"
 fi
 [ -x "$FLOOR" ] || die "no curl_floor at $FLOOR (run without --no-build)"
+if [[ " $CONTENDERS " == *" main "* ]] && [ ! -x "$AGENT_MAIN" ]; then
+  die "contender main needs AGENT_MAIN=path of the other agent binary"
+fi
 if [[ " $CONTENDERS " == *" blackbox "* ]] && [ ! -x "$BLACKBOX" ]; then
   die "$BLACKBOX not found (apt-get install prometheus-blackbox-exporter)"
 fi
@@ -234,7 +241,7 @@ machine_end() {
 }
 
 RESULTS="$OUT/results.tsv"
-printf 'targets\trss_before_scrapes_mb\trss_after_scrapes_mb\tpeak_mb\tseries\tmetrics_kb\tmetrics_ms\tmetrics_cpu_ms\tscrapes\tin_flight_end\tfailures\tlag_samples\trss_pre_series_mb\tscrape_peak_mb\n' >"$OUT/agent.tsv"
+printf 'targets\trss_before_scrapes_mb\trss_after_scrapes_mb\tpeak_mb\tseries\tmetrics_kb\tmetrics_ms\tmetrics_cpu_ms\tscrapes\tin_flight_end\tfailures\tlag_samples\trss_pre_series_mb\tscrape_peak_mb\tgzip_kb\tgzip_ms\tgzip_cpu_ms\tgzip_scrapes\tcontender\n' >"$OUT/agent.tsv"
 printf 'targets\tcontender\twindow_s\tprobes\tprobes_per_s\tfailed\tcpu_s\tus_per_probe\tuser_share\tp99_lag_s\tlag_le_100ms\trss_mb\thwm_mb\tmetrics_ms\tmetrics_cpu_ms\tmetrics_kb\tmachine_busy\tloadavg\n' >"$RESULTS"
 
 # result N CONTENDER CPU0 USER0 CPU_AT0 CPU1 USER1 CPU_AT1 COUNT0 COUNT_AT0 COUNT1 COUNT_AT1 FAILED
@@ -311,17 +318,17 @@ run_floor() {
 }
 
 run_agent() {
-  local n="$1" dir="$2" pid port url
+  local n="$1" dir="$2" bin="${3:-$AGENT}" who="${4:-agent}" pid port url
   port="$(free_port)"
   url="http://127.0.0.1:$port"
-  run_niced "$AGENT" --config.file="$dir/agent.yml" --web.listen-address="127.0.0.1:$port" --log.level=warn \
-    >"$dir/agent.log" 2>&1 &
+  run_niced "$bin" --config.file="$dir/agent.yml" --web.listen-address="127.0.0.1:$port" --log.level=warn \
+    >"$dir/$who.log" 2>&1 &
   pid=$!
   boost "$pid"
   PIDS+=("$pid")
-  wait_http "$url/-/ready" 120 "$pid" || die "agent did not become ready: $(tail -3 "$dir/agent.log")"
+  wait_http "$url/-/ready" 120 "$pid" || die "$who did not become ready: $(tail -3 "$dir/$who.log")"
   sleep "$WARMUP"
-  kill -0 "$pid" 2>/dev/null || die "agent died: $(tail -3 "$dir/agent.log")"
+  kill -0 "$pid" 2>/dev/null || die "$who died: $(tail -3 "$dir/$who.log")"
   local rss_steady
   rss_steady="$(vm_kb "$pid" VmRSS)"  # before the first scrape: probes only
   # Counts come from a scrape, CPU from /proc: the CPU interval starts after the first scrape and
@@ -357,6 +364,19 @@ run_agent() {
   proc_cpu "$pid"
   ms="$(median <"$dir/scrape_times.txt" | awk '{ printf "%.1f", $1 * 1000 }')"
   cpu_ms="$(awk -v a="$c_s0" -v b="$P_CPU" -v k="$i" 'BEGIN { printf "%.1f", 1000 * (b - a) / k }')"
+  # The same with `Accept-Encoding: gzip`, as Prometheus asks: wall, CPU and bytes on the wire
+  # (curl without --compressed does not decode, so size_download is the compressed body).
+  local gi gz_ms gz_cpu_ms gz_kb
+  proc_cpu "$pid"
+  c_s0="$P_CPU"
+  t_end=$((SECONDS + 30))
+  for ((gi = 0; gi < SCRAPES && (gi < 3 || SECONDS < t_end); gi++)); do
+    curl -fsS --max-time 120 -H 'Accept-Encoding: gzip' -o /dev/null -w '%{time_total} %{size_download}\n' "$url/metrics"
+  done >"$dir/scrape_gzip_$who.txt"
+  proc_cpu "$pid"
+  gz_ms="$(cut -d' ' -f1 "$dir/scrape_gzip_$who.txt" | median | awk '{ printf "%.1f", $1 * 1000 }')"
+  gz_cpu_ms="$(awk -v a="$c_s0" -v b="$P_CPU" -v k="$gi" 'BEGIN { printf "%.1f", 1000 * (b - a) / k }')"
+  gz_kb="$(cut -d' ' -f2 "$dir/scrape_gzip_$who.txt" | median | awk '{ printf "%.0f", $1 / 1024 }')"
   kb=$(($(stat -c %s "$dir/metrics.after") / 1024))
   series="$(grep -vc '^#' "$dir/metrics.after")"
   local rss hwm hwm_scrapes
@@ -372,11 +392,12 @@ run_agent() {
     }
     END { for (k in a) if (a[k] - b[k] > 0) printf "%s=%d ", k, a[k] - b[k] }' \
     "$dir/metrics.before" "$dir/metrics.after")"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$((rss_steady / 1024))" "$((rss / 1024))" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$((rss_steady / 1024))" "$((rss / 1024))" \
     "$((hwm / 1024))" "$series" "$kb" "$ms" "$cpu_ms" "$i" "${inflight:-?}" "${reasons:-none}" "$lagn" \
-    "$((rss_pre / 1024))" "$((hwm_scrapes / 1024))" >>"$OUT/agent.tsv"
-  log "agent    N=$n: lag p99 ${p99}s, share <= 100 ms $share; in flight at the end $inflight; failures in the window: ${reasons:-none}"
-  log "agent    N=$n: RSS $((rss_steady / 1024)) MB before any scrape, $((rss / 1024)) MB after $((i + 2)) scrapes (peak $((hwm / 1024)) MB; $((rss_pre / 1024)) MB before the scrape series, peak $((hwm_scrapes / 1024)) MB during it); /metrics $series series, $kb KiB, median ${ms} ms, ${cpu_ms} ms CPU per scrape"
+    "$((rss_pre / 1024))" "$((hwm_scrapes / 1024))" "$gz_kb" "$gz_ms" "$gz_cpu_ms" "$gi" "$who" >>"$OUT/agent.tsv"
+  log "$who N=$n: gzip'd /metrics ${gz_kb} KiB on the wire, median ${gz_ms} ms, ${gz_cpu_ms} ms CPU per scrape"
+  log "$who N=$n: lag p99 ${p99}s, share <= 100 ms $share; in flight at the end $inflight; failures in the window: ${reasons:-none}"
+  log "$who N=$n: RSS $((rss_steady / 1024)) MB before any scrape, $((rss / 1024)) MB after $((i + 2)) scrapes (peak $((hwm / 1024)) MB; $((rss_pre / 1024)) MB before the scrape series, peak $((hwm_scrapes / 1024)) MB during it); /metrics $series series, $kb KiB, median ${ms} ms, ${cpu_ms} ms CPU per scrape"
   if [ "$PERF_SECS" -gt 0 ]; then
     log "profiling the agent for ${PERF_SECS}s (perf record -e cpu-clock)"
     perf record -q -e cpu-clock -F 499 --call-graph dwarf,16384 -p "$pid" -o "$dir/agent.perf.data" \
@@ -391,7 +412,7 @@ run_agent() {
     } >"$dir/agent.perf.txt"
   fi
   stop_pid "$pid"
-  result "$n" agent "$c0" "$u0" "$a0" "$c1" "$u1" "$a1" \
+  result "$n" "$who" "$c0" "$u0" "$a0" "$c1" "$u1" "$a1" \
     "$(metric_sum "$dir/metrics.before" "$runs")" "$b0" "$(metric_sum "$dir/metrics.after" "$runs")" "$b1" \
     $(($(metric_sum "$dir/metrics.after" "$fails") - $(metric_sum "$dir/metrics.before" "$fails"))) \
     "$p99" "$share" $((rss_steady / 1024)) $((hwm / 1024)) "$ms" "$cpu_ms" "$kb"
@@ -471,6 +492,7 @@ EOF
     case "$c" in
       floor) run_floor "$n" "$dir" ;;
       agent) run_agent "$n" "$dir" ;;
+      main) run_agent "$n" "$dir" "$AGENT_MAIN" agent-main ;;
       blackbox) run_blackbox "$n" "$dir" ;;
       *) die "unknown contender $c" ;;
     esac
@@ -506,9 +528,9 @@ done
     }' "$RESULTS"
   if [ "$(wc -l <"$OUT/agent.tsv")" -gt 1 ]; then
     echo
-    echo "| targets | agent RSS MB: before any scrape / after scrapes / peak | RSS MB: before the scrape series / peak during it | /metrics series, size | scrape median wall (CPU) | in flight at window end | failed runs in window by reason |"
-    echo "|---|---|---|---|---|---|---|"
-    awk -F'\t' 'NR > 1 { printf "| %s | %s / %s / %s | %s / %s | %s, %s KiB | %s ms (%s ms), %s scrapes | %s | %s |\n", $1, $2, $3, $4, $13, $14, $5, $6, $7, $8, $9, $10, $11 }' "$OUT/agent.tsv"
+    echo "| targets | agent | RSS MB: before any scrape / after scrapes / peak | RSS MB: before the scrape series / peak during it | /metrics series, size | scrape median wall (CPU) | gzip'd: size on the wire, median wall (CPU) | in flight at window end | failed runs in window by reason |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    awk -F'\t' 'NR > 1 { printf "| %s | %s | %s / %s / %s | %s / %s | %s, %s KiB | %s ms (%s ms), %s scrapes | %s KiB, %s ms (%s ms), %s scrapes | %s | %s |\n", $1, $19, $2, $3, $4, $13, $14, $5, $6, $7, $8, $9, $15, $16, $17, $18, $10, $11 }' "$OUT/agent.tsv"
   fi
 } >"$OUT/results.md"
 cat "$OUT/results.md"

@@ -11,7 +11,9 @@ PKGS=(
   # libraries the agent links
   prometheus-cpp-dev libcurl4-openssl-dev libpq-dev libldap-dev libyaml-cpp-dev
   libspdlog-dev libfmt-dev libgtest-dev libgmock-dev googletest nlohmann-json3-dev libssl-dev
-  libcli11-dev libcivetweb-dev libexpat1-dev libboost-dev libre2-dev
+  libcli11-dev libexpat1-dev libboost-dev libre2-dev
+  # the listener's gzip (Boost.Beast/Asio is in libboost-dev)
+  zlib1g-dev
   # real servers the tests and the demo start on loopback
   nginx-light openssl postgresql slapd ldap-utils prosody coturn
   prometheus prometheus-alertmanager prometheus-blackbox-exporter docker-compose

@@ -3,9 +3,11 @@
 #include <malloc.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <sstream>
 
+#include "agent/web/gzip.h"
 #include "agent/web/status.h"
 #include "pes_version.h"
 #include "probes/registry.h"
@@ -16,6 +18,27 @@ namespace {
 double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
+
+// One of the at most `limit` ad hoc runs in flight, held for the run's duration.
+class ProbeSlot {
+ public:
+  ProbeSlot(std::atomic<int>& in_flight, int limit) : in_flight_(in_flight) {
+    int n = in_flight_.load();
+    while (n < limit && !in_flight_.compare_exchange_weak(n, n + 1)) {
+    }
+    taken_ = n < limit;
+  }
+  ~ProbeSlot() {
+    if (taken_) --in_flight_;
+  }
+  ProbeSlot(const ProbeSlot&) = delete;
+  ProbeSlot& operator=(const ProbeSlot&) = delete;
+  bool taken() const { return taken_; }
+
+ private:
+  std::atomic<int>& in_flight_;
+  bool taken_ = false;
+};
 }  // namespace
 
 Agent::Agent(AgentOptions options)
@@ -45,21 +68,35 @@ Agent::Agent(AgentOptions options)
   reloads_.Add({{"result", "success"}});
   reloads_.Add({{"result", "failure"}});
 
-  web_.route("/metrics", [this](const WebRequest&) {
+  web_.route("/metrics", [this](const WebRequest& req) {
     WebResponse r;
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     r.body = metrics_text();
+    // Compressed only when asked; caches must keep the two forms apart.
+    r.headers.emplace_back("Vary", "Accept-Encoding");
+    if (accepts_gzip(req.header("accept-encoding"))) {
+      r.body = gzip_compress(r.body);
+      r.headers.emplace_back("Content-Encoding", "gzip");
+    }
     malloc_trim(0);  // hand the scrape's temporaries back (bench/README.md, RSS)
     return r;
   });
-  web_.route("/-/healthy", [](const WebRequest&) {
-    return WebResponse{200, "text/plain", "Healthy.\n", {}};
-  });
-  web_.route("/-/ready", [this](const WebRequest&) {
-    return engine_.ready()
-               ? WebResponse{200, "text/plain", "Ready.\n", {}}
-               : WebResponse{503, "text/plain", "Not ready: no configuration loaded yet.\n", {}};
-  });
+  // Answered on the listener's I/O thread: they must stay fast while scrapes and probes run.
+  web_.route(
+      "/-/healthy",
+      [](const WebRequest&) {
+        return WebResponse{200, "text/plain", "Healthy.\n", {}};
+      },
+      Dispatch::io_thread);
+  web_.route(
+      "/-/ready",
+      [this](const WebRequest&) {
+        return engine_.ready()
+                   ? WebResponse{200, "text/plain", "Ready.\n", {}}
+                   : WebResponse{
+                         503, "text/plain", "Not ready: no configuration loaded yet.\n", {}};
+      },
+      Dispatch::io_thread);
   web_.route("/-/reload", [this](const WebRequest& req) {
     if (req.method != "POST" && req.method != "PUT")
       return WebResponse{
@@ -90,6 +127,7 @@ void Agent::start() {
   reload_ok_.Set(1);
   reload_time_.Set(unix_now());
   engine_.start();
+  max_probe_requests_ = cfg->web.max_probe_requests;
   web_.start(options_.listen_address, cfg->web);
   started_ = true;
   spdlog::info("pes-agent {} listening on {} with {} probes from {}", PES_VERSION,
@@ -206,6 +244,16 @@ WebResponse Agent::handle_probe(const WebRequest& req) {
   if (!pc)
     return WebResponse{
         404, "text/plain", "No probe named \"" + it->second + "\" is configured.\n", {}};
+  // A slot only for a name that exists: an unknown one costs nothing and is never refused.
+  ProbeSlot slot(probe_requests_in_flight_, max_probe_requests_);
+  if (!slot.taken()) {
+    auto seconds = std::chrono::ceil<std::chrono::seconds>(pc->timeout).count();
+    return WebResponse{429,
+                       "text/plain",
+                       "Too many /probe runs in flight (web.max_probe_requests: " +
+                           std::to_string(max_probe_requests_) + "); retry later.\n",
+                       {{"Retry-After", std::to_string(std::max<long>(1, seconds))}}};
+  }
   auto result = engine_.run_now(it->second, debug);
   std::string metrics = render_run(*pc, *view.config, result.outcome, result.duration);
   if (!debug) return WebResponse{200, "text/plain; version=0.0.4; charset=utf-8", metrics, {}};

@@ -57,6 +57,9 @@ class Agent {
   std::atomic<bool> started_{false};
   mutable std::mutex fleet_mu_;
   std::shared_ptr<const FleetView> fleet_;  // null without a fleet: section
+  // Ad hoc /probe runs: web.max_probe_requests (read at start) and how many run now.
+  int max_probe_requests_ = 4;
+  std::atomic<int> probe_requests_in_flight_{0};
 };
 
 }  // namespace pes

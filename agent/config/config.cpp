@@ -138,7 +138,14 @@ std::shared_ptr<const Config> parse_config(const std::string& text, const std::s
       auto ws = top.sub("web");
       cfg->web.tls_cert_file = ws.str_or("tls_cert_file", "");
       cfg->web.tls_key_file = ws.str_or("tls_key_file", "");
+      cfg->web.tls_client_ca_file = ws.str_or("tls_client_ca_file", "");
       cfg->web.basic_auth_users = ws.str_map("basic_auth_users");
+      if (auto v = ws.integer("max_connections", 16, 1000000))
+        cfg->web.max_connections = static_cast<int>(*v);
+      if (auto v = ws.integer("max_probe_requests", 1, 1000))
+        cfg->web.max_probe_requests = static_cast<int>(*v);
+      if (!cfg->web.tls_client_ca_file.empty() && cfg->web.tls_cert_file.empty())
+        ws.error("tls_client_ca_file", "needs tls_cert_file and tls_key_file");
       if (cfg->web.tls_cert_file.empty() != cfg->web.tls_key_file.empty())
         ws.error(cfg->web.tls_cert_file.empty() ? "tls_cert_file" : "tls_key_file",
                  "tls_cert_file and tls_key_file must be given together");

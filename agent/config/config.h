@@ -33,7 +33,12 @@ struct ProbeConfig {
 struct WebConfig {
   std::string tls_cert_file;
   std::string tls_key_file;
+  std::string tls_client_ca_file;  // set: clients must present a certificate signed by it
   std::vector<std::pair<std::string, std::string>> basic_auth_users;  // user -> bcrypt hash
+  // Read at start (like TLS): open connections beyond this close the oldest idle one.
+  int max_connections = 1024;
+  // Ad hoc /probe runs in flight at once; more are answered 429 with Retry-After.
+  int max_probe_requests = 4;
 };
 
 struct Config {

@@ -1,5 +1,8 @@
-// The agent's single HTTP listener (civetweb): routes requests to handlers, with optional TLS and
-// basic auth (bcrypt hashes, like Prometheus' web config).
+// The agent's single HTTP listener: one Boost.Asio event-loop thread serves every connection
+// (HTTP/1.1 with Boost.Beast, optional TLS over OpenSSL), with per-connection deadlines, a cap on
+// connections that closes the oldest idle one first, and slow handlers on a small thread pool so
+// that nothing a client does stops the others being answered. Basic auth checks bcrypt hashes,
+// like Prometheus' web config.
 #pragma once
 
 #include <functional>
@@ -9,17 +12,23 @@
 #include <vector>
 
 #include "agent/config/config.h"
-#include "agent/web/tls_terminator.h"
-
-struct mg_context;
-struct mg_connection;
 
 namespace pes {
+
+class WebUsers;
 
 struct WebRequest {
   std::string method;
   std::string path;
   std::map<std::string, std::string> query;
+  // Request headers, names in lower case ("accept-encoding", "authorization"); repeated headers
+  // are joined with ", ".
+  std::map<std::string, std::string> headers;
+
+  std::string header(const std::string& lower_name) const {
+    auto it = headers.find(lower_name);
+    return it == headers.end() ? std::string() : it->second;
+  }
 };
 
 struct WebResponse {
@@ -29,6 +38,10 @@ struct WebResponse {
   std::vector<std::pair<std::string, std::string>> headers;
 };
 
+// Where a route's handler runs. `io_thread` is for handlers that answer in microseconds and take
+// no lock a slow handler may hold (/-/healthy, /-/ready); everything else runs on the handler pool.
+enum class Dispatch { pool, io_thread };
+
 class WebServer {
  public:
   using Handler = std::function<WebResponse(const WebRequest&)>;
@@ -37,22 +50,29 @@ class WebServer {
   WebServer(const WebServer&) = delete;
   WebServer& operator=(const WebServer&) = delete;
 
-  void route(const std::string& path, Handler handler);
-  // Starts listening; throws std::runtime_error with civetweb's reason on failure.
+  // Register every route before start(); paths match exactly.
+  void route(const std::string& path, Handler handler, Dispatch how = Dispatch::pool);
+  // Starts listening; throws std::runtime_error with the reason on failure (address in use, bad
+  // certificate or key).
   void start(const std::string& listen_address, const WebConfig& web);
+  // Closes the listener and every connection; waits for handlers in progress.
   void stop();
-  // The configured users can change on reload; TLS settings need a restart.
+  // The configured users can change on reload; TLS settings and limits need a restart.
   void set_users(std::vector<std::pair<std::string, std::string>> users);
 
- private:
-  static int dispatch(mg_connection* conn, void* self);
-  bool authorized(mg_connection* conn) const;
+  // Connections open now (for tests and the agent's own metrics).
+  size_t connections() const;
 
-  mg_context* ctx_ = nullptr;
-  std::unique_ptr<TlsTerminator> tls_;
-  std::map<std::string, Handler> routes_;
-  mutable std::mutex users_mu_;
-  std::vector<std::pair<std::string, std::string>> users_;
+  struct Impl;  // the running listener (web_server.cpp)
+
+ private:
+  struct RouteEntry {
+    Handler handler;
+    Dispatch how = Dispatch::pool;
+  };
+  std::map<std::string, RouteEntry> routes_;
+  std::unique_ptr<WebUsers> users_;
+  std::unique_ptr<Impl> impl_;
 };
 
 // Checks a password against a bcrypt ($2a$/$2b$/$2y$) hash with libxcrypt.

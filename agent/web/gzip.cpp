@@ -1,0 +1,73 @@
+#include "agent/web/gzip.h"
+
+#include <zlib.h>
+
+#include <cctype>
+#include <cstdlib>
+#include <stdexcept>
+
+namespace pes {
+
+namespace {
+
+std::string trim_lower(std::string s) {
+  size_t b = s.find_first_not_of(" \t");
+  size_t e = s.find_last_not_of(" \t");
+  s = b == std::string::npos ? "" : s.substr(b, e - b + 1);
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// The q value of one Accept-Encoding element ("gzip;q=0.5"), 1 when absent.
+double quality(const std::string& params) {
+  auto q = params.find("q=");
+  return q == std::string::npos ? 1.0 : std::strtod(params.c_str() + q + 2, nullptr);
+}
+
+// Owns a deflate stream so that every path out of gzip_compress ends it.
+struct Deflater {
+  z_stream z{};
+  Deflater() {
+    // windowBits 15 + 16: a gzip header and trailer instead of zlib's.
+    if (deflateInit2(&z, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+      throw std::runtime_error("zlib: deflateInit2 failed");
+  }
+  ~Deflater() { deflateEnd(&z); }
+  Deflater(const Deflater&) = delete;
+  Deflater& operator=(const Deflater&) = delete;
+};
+
+}  // namespace
+
+bool accepts_gzip(const std::string& accept_encoding) {
+  // An explicit gzip element wins over "*" ("gzip;q=0, *" refuses gzip).
+  double gzip_q = -1, star_q = -1;
+  size_t pos = 0;
+  while (pos <= accept_encoding.size()) {
+    size_t comma = accept_encoding.find(',', pos);
+    if (comma == std::string::npos) comma = accept_encoding.size();
+    std::string element = trim_lower(accept_encoding.substr(pos, comma - pos));
+    size_t semi = element.find(';');
+    std::string coding = trim_lower(element.substr(0, semi));
+    std::string params = semi == std::string::npos ? "" : element.substr(semi + 1);
+    if (coding == "gzip" || coding == "x-gzip") gzip_q = quality(params);
+    if (coding == "*") star_q = quality(params);
+    pos = comma + 1;
+  }
+  return gzip_q >= 0 ? gzip_q > 0 : star_q > 0;
+}
+
+std::string gzip_compress(const std::string& text) {
+  Deflater d;
+  std::string out(deflateBound(&d.z, text.size()) + 32, '\0');
+  d.z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(text.data()));
+  d.z.avail_in = static_cast<uInt>(text.size());
+  d.z.next_out = reinterpret_cast<Bytef*>(out.data());
+  d.z.avail_out = static_cast<uInt>(out.size());
+  // deflateBound leaves room for the whole output: one call with Z_FINISH must end the stream.
+  if (deflate(&d.z, Z_FINISH) != Z_STREAM_END) throw std::runtime_error("zlib: deflate failed");
+  out.resize(d.z.total_out);
+  return out;
+}
+
+}  // namespace pes
