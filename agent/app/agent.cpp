@@ -180,7 +180,7 @@ std::shared_ptr<const Config> Agent::load_placed() {
     return full;
   }
   auto fv = std::make_shared<FleetView>();
-  fv->config = full;
+  fv->fleet = full->fleet;
   fv->placement = compute_placement(*full);
   fv->agent = options_.agent_name;
   auto mine = apply_placement(full, fv->placement, options_.agent_name);

@@ -31,7 +31,7 @@ std::string joined(const std::vector<std::string>& names) {
 }  // namespace
 
 nlohmann::json render_fleet_json(const FleetView& fv) {
-  const FleetConfig& f = fv.config->fleet;
+  const FleetConfig& f = fv.fleet;
   const FleetMember* self = f.find(fv.agent);
   nlohmann::json j;
   j["agent"] = fv.agent;
@@ -53,7 +53,7 @@ nlohmann::json render_fleet_json(const FleetView& fv) {
 }
 
 std::string render_fleet_html(const FleetView& fv) {
-  const FleetConfig& f = fv.config->fleet;
+  const FleetConfig& f = fv.fleet;
   std::string h = "<section id=\"fleet\"><h2>Fleet</h2>\n<div class=\"meta\">This agent: <b>" +
                   escape(fv.agent) + "</b> · each probe on " + std::to_string(f.replicas) +
                   " member(s) per location · a page needs " + std::to_string(f.quorum) +

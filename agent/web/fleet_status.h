@@ -10,7 +10,7 @@
 namespace pes {
 
 struct FleetView {
-  std::shared_ptr<const Config> config;  // the whole configuration, before placement
+  FleetConfig fleet;  // the members (not the whole configuration: unplaced probes are freed)
   Placement placement;
   std::string agent;
 };
