@@ -1,23 +1,46 @@
 #!/usr/bin/env bash
-# Installs everything pes-agent needs to build, test and run its demo on Debian 12.
+# Installs everything pes-agent needs to build, test and run its demo on Debian 12: the build
+# dependencies (scripts/install-build-deps.sh, all the container image's build stage needs), then
+# the test framework, the real servers the tests and the demo start on loopback, and the tools
+# the suite runs (clang for the fuzzers, clang-format/-tidy, buildah and debootstrap for the image).
 # Idempotent; run as root. Every package comes from Debian 12 (and npm for the OIDC test issuer).
 set -euo pipefail
-export DEBIAN_FRONTEND=noninteractive
+here="$(cd "$(dirname "$0")/.." && pwd)"
 
-PKGS=(
-  # toolchain
-  build-essential cmake ninja-build pkg-config git clang clang-format clang-tidy
+# One package per line, grouped, so that additions merge cleanly.
+TEST_PKGS=(
+  # developer and CI tools: fuzzers (clang), house style (clang-format, clang-tidy)
+  git
+  clang
+  clang-format
+  clang-tidy
   libclang-rt-14-dev
-  # libraries the agent links
-  prometheus-cpp-dev libcurl4-openssl-dev libpq-dev libldap-dev libyaml-cpp-dev
-  libspdlog-dev libfmt-dev libgtest-dev libgmock-dev googletest nlohmann-json3-dev libssl-dev
-  libcli11-dev libexpat1-dev libboost-dev libre2-dev
-  # the listener's gzip (Boost.Beast/Asio is in libboost-dev)
-  zlib1g-dev
+  # test framework
+  libgtest-dev
+  libgmock-dev
+  googletest
   # real servers the tests and the demo start on loopback
-  nginx-light openssl postgresql slapd ldap-utils prosody coturn
-  prometheus prometheus-alertmanager prometheus-blackbox-exporter docker-compose
-  curl procps iproute2 python3 python3-yaml chromium
+  nginx-light
+  openssl
+  postgresql
+  slapd
+  ldap-utils
+  prosody
+  coturn
+  prometheus
+  prometheus-alertmanager
+  prometheus-blackbox-exporter
+  docker-compose
+  # the container image built and run in the suite (tests/deploy/test_image.sh)
+  buildah
+  debootstrap
+  # tools the test scripts call
+  curl
+  procps
+  iproute2
+  python3
+  python3-yaml
+  chromium
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -25,27 +48,14 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-# Debian's service packages try to start their daemons on install; the tests start their own
-# unprivileged instances, so keep the system ones from starting.
-printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-chmod +x /usr/sbin/policy-rc.d
-trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-
-missing=()
-for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
 # Node.js may come from elsewhere on the image (with its own npm); take Debian's only if absent.
-command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
-if [ "${#missing[@]}" -gt 0 ]; then
-  apt-get update
-  # slapd asks debconf questions; answer none.
-  echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
-  apt-get install -y --no-install-recommends "${missing[@]}"
-fi
+command -v npm >/dev/null 2>&1 || TEST_PKGS+=(nodejs npm)
+# slapd asks debconf questions on install; answer none.
+echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
+# One apt-get run for the build dependencies and these.
+bash "$here/scripts/install-build-deps.sh" "${TEST_PKGS[@]}"
 
 # The OpenID Connect test issuer (oidc-provider), pinned in tests/oidc/package.json.
-here="$(cd "$(dirname "$0")/.." && pwd)"
 if [ -f "$here/tests/oidc/package.json" ] && [ ! -d "$here/tests/oidc/node_modules/oidc-provider" ]; then
   (cd "$here/tests/oidc" && npm install --no-audit --no-fund --loglevel=error)
 fi

@@ -38,6 +38,16 @@ bool set(CURLU* u, CURLUPart which, const std::optional<std::string>& value) {
          CURLUE_OK;
 }
 
+// The HTTP request target of the URL: its path ("/" when empty), then "?" and the query if any.
+// Built by appending to one string: GCC 12 at -O3 reports a false -Wrestrict overlap when a
+// std::string that may hold the path is assigned a literal (GCC bug 105329).
+std::string request_target(CURLU* u) {
+  std::string target = part(u, CURLUPART_PATH).value_or(std::string());
+  if (target.empty()) target.push_back('/');
+  if (const auto query = part(u, CURLUPART_QUERY)) target.append(1, '?').append(*query);
+  return target;
+}
+
 }  // namespace
 
 std::optional<std::string> config_js_url(const std::string& url) {
@@ -110,9 +120,7 @@ bool parse_ws_url(const std::string& url, WsEndpoint& out, std::string& error) {
   if (out.host.size() >= 2 && out.host.front() == '[' && out.host.back() == ']')
     out.host = out.host.substr(1, out.host.size() - 2);
   out.host_header = *host + (port ? ":" + *port : std::string());
-  out.target = part(u.get(), CURLUPART_PATH).value_or("/");
-  if (out.target.empty()) out.target = "/";
-  if (const auto query = part(u.get(), CURLUPART_QUERY)) out.target += "?" + *query;
+  out.target = request_target(u.get());
   return true;
 }
 

@@ -19,7 +19,7 @@ log "preparing a copy of compose/ with .env from .env.example and generated secr
 mkdir -p "$TMP/repo"
 cp -r compose alerts dashboards "$TMP/repo/"
 rm -rf "$TMP/repo/compose/secrets" "$TMP/repo/compose/.env"
-mkdir -p "$TMP/repo/scripts" && cp scripts/install-deps.sh "$TMP/repo/scripts/"
+mkdir -p "$TMP/repo/scripts" && cp scripts/install-deps.sh scripts/install-build-deps.sh "$TMP/repo/scripts/"
 cp "$TMP/repo/compose/.env.example" "$TMP/repo/compose/.env"
 bash "$TMP/repo/compose/gen-secrets.sh" >/dev/null
 [ "$(stat -c %a "$TMP/repo/compose/secrets")" = 700 ] || fail "gen-secrets.sh must make secrets/ private (0700)"
@@ -236,7 +236,8 @@ froms=$(grep -cE '^FROM ' "$df")
 grep -qE '^ARG DEBIAN_IMAGE=debian:12\.[0-9]+-slim$' "$df" || fail "base image is not a pinned Debian 12 slim"
 grep -qE '^FROM \$\{DEBIAN_IMAGE\} AS build' "$df" || fail "build stage is not on the Debian 12 base"
 [ "$(grep -E '^FROM ' "$df" | tail -n1)" = 'FROM ${DEBIAN_IMAGE}' ] || fail "runtime stage is not on the Debian 12 slim base"
-grep -q 'scripts/install-deps.sh' "$df" || fail "build stage does not use scripts/install-deps.sh"
+grep -q 'scripts/install-build-deps.sh' "$df" || fail "build stage does not use scripts/install-build-deps.sh"
+if grep -q 'scripts/install-deps.sh' "$df"; then fail "build stage installs the test servers (scripts/install-deps.sh)"; fi
 grep -q 'cmake --preset release' "$df" || fail "build stage does not use the release preset"
 grep -qE '^USER [1-9][0-9]*:[1-9][0-9]*$' "$df" || fail "runtime does not run as a numeric non-root user"
 grep -A2 '^HEALTHCHECK ' "$df" | grep -q '/-/healthy' || fail "no HEALTHCHECK on /-/healthy"

@@ -3,9 +3,15 @@
 // CLI's check-config / probe / --version.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "tests/support/agent_process.h"
 #include "tests/support/fixture.h"
@@ -42,6 +48,18 @@ class AgentE2E : public ::testing::Test {
 };
 Fixture* AgentE2E::nginx_ = nullptr;
 
+// utime + stime of PID in seconds, from /proc/PID/stat (fields 14 and 15; the fields after the
+// command name, which ends at the last ')').
+double kernel_cpu_seconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::istringstream rest(stat.substr(stat.rfind(')') + 2));
+  std::vector<std::string> f;  // f[0] is field 3 (state)
+  for (std::string tok; rest >> tok;) f.push_back(tok);
+  if (f.size() < 13) return std::nan("");
+  return (std::stod(f[11]) + std::stod(f[12])) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
 }  // namespace
 
 TEST_F(AgentE2E, ScrapesProbeAndAgentMetrics) {
@@ -68,7 +86,15 @@ TEST_F(AgentE2E, ScrapesProbeAndAgentMetrics) {
   EXPECT_GE(metric_value(m, "pes_agent_schedule_lag_seconds_count"), 2);
   EXPECT_GT(metric_value(m, "process_resident_memory_bytes"), 1e6);
   EXPECT_GT(metric_value(m, "process_open_fds"), 2);
-  EXPECT_GT(metric_value(m, "process_cpu_seconds_total"), 0);
+  // The agent's CPU time is the kernel's account of it (utime + stime), read between two readings
+  // of /proc taken around a scrape. On a fast idle machine it may still be 0 (less than a tick).
+  const double cpu_before = kernel_cpu_seconds(agent.pid());
+  const double cpu = metric_value(agent.metrics(), "process_cpu_seconds_total");
+  const double cpu_after = kernel_cpu_seconds(agent.pid());
+  ASSERT_FALSE(std::isnan(cpu)) << "no process_cpu_seconds_total";
+  EXPECT_GE(cpu, 0);
+  EXPECT_GE(cpu, cpu_before);
+  EXPECT_LE(cpu, cpu_after);
 
   // promtool validates the exposition format.
   write_file(dir_.file("metrics.txt"), m);
