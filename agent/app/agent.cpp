@@ -210,7 +210,7 @@ void Agent::export_fleet(const Config& cfg) {
 }
 
 std::string Agent::status_json() const {
-  std::string doc = render_status_json(engine_.view(), engine_.ready());
+  std::string doc = render_status_json(engine_.view(), engine_.ready(), engine_.clock().unix_now());
   std::shared_ptr<const FleetView> fv;
   {
     std::lock_guard lock(fleet_mu_);
@@ -223,7 +223,7 @@ std::string Agent::status_json() const {
 }
 
 std::string Agent::status_html() const {
-  std::string page = render_status_html(engine_.view(), engine_.ready());
+  std::string page = render_status_html(engine_.view(), engine_.ready(), engine_.clock().unix_now());
   std::shared_ptr<const FleetView> fv;
   {
     std::lock_guard lock(fleet_mu_);

@@ -1,5 +1,6 @@
 #include "agent/config/config.h"
 
+#include <algorithm>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -26,16 +27,84 @@ bool valid_label_name(const std::string& s) {
   return true;
 }
 
-const std::set<std::string> kReservedLabels = {
-    "probe", "service",   "type", "reason", "result",   "target", "depends_on", "phase",
-    "step",  "component", "le",   "job",    "instance", "check",  "version"};
+const std::set<std::string> kReservedLabels = {"probe",
+                                               "service",
+                                               "type",
+                                               "reason",
+                                               "result",
+                                               "target",
+                                               "depends_on",
+                                               "phase",
+                                               "step",
+                                               "component",
+                                               "le",
+                                               "job",
+                                               "instance",
+                                               "check",
+                                               "version",
+                                               "dependent",
+                                               "dependent_service",
+                                               "dependent_state"};
 
 struct GlobalDefaults {
   std::chrono::milliseconds interval{30000};
   std::chrono::milliseconds timeout{10000};
   int failure_threshold = 3;
   int success_threshold = 1;
+  std::optional<std::chrono::milliseconds> degraded_above;
+  std::optional<std::chrono::milliseconds> confirm_window;
 };
+
+// The confirm window when none is configured: longer than a restart blip (20 s) at the usual
+// intervals, and never more than two thirds of the interval, so short test intervals scale.
+std::chrono::milliseconds default_confirm_window(std::chrono::milliseconds interval) {
+  return std::min<std::chrono::milliseconds>(std::chrono::milliseconds(20000), interval * 2 / 3);
+}
+
+// Reads a list of maintenance windows at `key`; with `with_probes`, each may name the probes it
+// covers (`probes:`, default all), returned in `names` (empty = all) with its place.
+struct GlobalWindow {
+  MaintenanceWindow window;
+  std::vector<std::string> probes;
+  YAML::Mark mark;
+  std::string path;
+};
+
+std::vector<GlobalWindow> read_windows(Section& parent, const std::string& key, bool with_probes) {
+  std::vector<GlobalWindow> out;
+  auto list = parent.raw(key);
+  if (!list.IsDefined() || list.IsNull()) return out;
+  if (!list.IsSequence()) {
+    parent.error(key, "must be a list of windows ({weekdays, start, duration, time_zone})");
+    return out;
+  }
+  for (size_t i = 0; i < list.size(); ++i) {
+    Section ws(parent.ctx(), list[i], parent.path_of(key) + "[" + std::to_string(i) + "]");
+    if (!list[i].IsMap()) {
+      parent.ctx().error(list[i].Mark(), ws.path(), "must be a window {start, duration, ...}");
+      continue;
+    }
+    GlobalWindow g;
+    if (with_probes) {
+      g.probes = ws.str_list("probes");
+      if (ws.has("probes")) {
+        g.mark = ws.raw("probes").Mark();
+        g.path = ws.path_of("probes");
+      }
+    }
+    if (parse_maintenance_window(ws, g.window)) out.push_back(std::move(g));
+  }
+  return out;
+}
+
+bool validate_bound(Section& s, const std::string& key,
+                    const std::optional<std::chrono::milliseconds>& v) {
+  if (v && *v <= std::chrono::milliseconds(0)) {
+    s.error(key, "must be greater than 0");
+    return false;
+  }
+  return true;
+}
 
 const ProbeType* find_type(std::span<const ProbeType> types, const std::string& name) {
   for (const auto& t : types)
@@ -72,6 +141,44 @@ void check_cycles(ParseContext& ctx, const Config& cfg,
   };
   for (const auto& p : cfg.probes)
     if (color[p.name] == 0) visit(p.name);
+}
+
+// `connectivity: {probes: [...]}` and the global `maintenance:` windows, which name probes: read
+// once every probe is known; both are part of the named probes' fingerprints.
+void read_platform_sections(Section& top, Config& cfg,
+                            const std::map<std::string, YAML::Mark>& marks) {
+  std::map<std::string, std::string> extra;  // probe -> what the sections add to its fingerprint
+  {
+    auto cs = top.sub("connectivity");
+    cfg.connectivity = cs.str_list("probes");
+    if (cs.present() && !cs.has("probes"))
+      cs.error("probes", "required: the probes that stand for the agent's path to the platform");
+    for (const auto& name : cfg.connectivity) {
+      if (!marks.count(name)) {
+        cs.error("probes", "names unknown probe \"" + name + "\"");
+        continue;
+      }
+      extra[name] += "connectivity\n";
+    }
+  }
+  for (auto& g : read_windows(top, "maintenance", true)) {
+    for (const auto& name : g.probes)
+      if (!marks.count(name))
+        top.ctx().error(g.mark, g.path, "names unknown probe \"" + name + "\"");
+    for (auto& pc : cfg.probes) {
+      if (!g.probes.empty() &&
+          std::find(g.probes.begin(), g.probes.end(), pc.name) == g.probes.end())
+        continue;
+      pc.maintenance.push_back(g.window);
+      extra[pc.name] += "window " + g.window.describe() + "\n";
+    }
+  }
+  for (auto& pc : cfg.probes) {
+    auto it = extra.find(pc.name);
+    if (it == extra.end()) continue;
+    pc.connectivity = it->second.find("connectivity\n") != std::string::npos;
+    pc.fingerprint = std::hash<std::string>{}(std::to_string(pc.fingerprint) + "\n" + it->second);
+  }
 }
 
 }  // namespace
@@ -114,6 +221,10 @@ std::shared_ptr<const Config> parse_config(const std::string& text, const std::s
         g.failure_threshold = static_cast<int>(*v);
       if (auto v = gs.integer("success_threshold", 1, 1000))
         g.success_threshold = static_cast<int>(*v);
+      g.degraded_above = gs.duration("degraded_above");
+      g.confirm_window = gs.duration("confirm_window");
+      validate_bound(gs, "degraded_above", g.degraded_above);
+      validate_bound(gs, "confirm_window", g.confirm_window);
       if (g.interval < std::chrono::milliseconds(100))
         gs.error("interval", "must be at least 100ms");
       if (g.timeout <= std::chrono::milliseconds(0)) gs.error("timeout", "must be greater than 0");
@@ -201,6 +312,19 @@ std::shared_ptr<const Config> parse_config(const std::string& text, const std::s
           pc.failure_threshold = static_cast<int>(*v);
         if (auto v = ps.integer("success_threshold", 1, 1000))
           pc.success_threshold = static_cast<int>(*v);
+        pc.degraded_above = g.degraded_above;
+        if (auto v = ps.duration("degraded_above")) {
+          pc.degraded_above = *v;
+          validate_bound(ps, "degraded_above", pc.degraded_above);
+        }
+        auto confirm = g.confirm_window;
+        if (auto v = ps.duration("confirm_window")) {
+          confirm = *v;
+          validate_bound(ps, "confirm_window", confirm);
+        }
+        pc.confirm_window = confirm ? *confirm : default_confirm_window(pc.interval);
+        for (auto& w : read_windows(ps, "maintenance", false))
+          pc.maintenance.push_back(std::move(w.window));
         if (pc.interval < std::chrono::milliseconds(100))
           ps.error("interval", "must be at least 100ms");
         if (pc.timeout <= std::chrono::milliseconds(0))
@@ -272,6 +396,7 @@ std::shared_ptr<const Config> parse_config(const std::string& text, const std::s
       }
     }
     check_cycles(ctx, *cfg, dep_where);
+    read_platform_sections(top, *cfg, marks);
     parse_fleet(top, *cfg, list);
     ctx.take_fingerprint();
   } catch (const YAML::Exception& e) {

@@ -4,11 +4,13 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "agent/config/fleet.h"
+#include "agent/config/maintenance.h"
 #include "agent/config/parse.h"
 #include "agent/core/probe.h"
 
@@ -24,6 +26,15 @@ struct ProbeConfig {
   int success_threshold = 1;
   std::vector<std::string> depends_on;
   std::vector<std::string> locations;  // fleet locations it must be checked from (fleet.h)
+  // Its own maintenance windows and the global ones that apply to it.
+  std::vector<MaintenanceWindow> maintenance;
+  // Successful runs slower than this make the probe degraded (probe_degraded); none = never.
+  std::optional<std::chrono::milliseconds> degraded_above;
+  // How long a failure that may be a restart (connection refused or reset, HTTP 502/503/504) must
+  // last before the probe turns down; the confirm retries come a quarter of it apart.
+  std::chrono::milliseconds confirm_window{20000};
+  // One of the agent's own connectivity checks (connectivity.probes).
+  bool connectivity = false;
   std::shared_ptr<Probe> probe;
   std::string target;
   // Hash of every resolved field (including globals that apply): equal means unchanged on reload.
@@ -48,6 +59,7 @@ struct Config {
   int failure_threshold = 3;
   int success_threshold = 1;
   std::vector<std::pair<std::string, std::string>> labels;
+  std::vector<std::string> connectivity;  // probes that stand for the agent's path to the platform
   WebConfig web;
   FleetConfig fleet;
   std::vector<ProbeConfig> probes;

@@ -47,12 +47,15 @@ struct Outcome {
   Reason reason = Reason::internal;
   std::string message;  // human words, secrets already redacted by the engine before export
   std::vector<Sample> samples;
+  // The service said it is in maintenance (a preset recognised its maintenance answer): the run
+  // neither counts as a failure nor advances the thresholds (docs/architecture.md, state policy).
+  bool maintenance = false;
 
   static Outcome success(std::string msg = {}) {
-    return Outcome{true, Reason::none, std::move(msg), {}};
+    return Outcome{true, Reason::none, std::move(msg), {}, false};
   }
   static Outcome failure(Reason r, std::string msg) {
-    return Outcome{false, r, std::move(msg), {}};
+    return Outcome{false, r, std::move(msg), {}, false};
   }
   Outcome& add(std::string name, const char* help, double value, Labels labels = {}) {
     samples.push_back(Sample{std::move(name), help, std::move(labels), value});

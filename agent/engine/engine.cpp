@@ -6,6 +6,7 @@
 #include <chrono>
 #include <string_view>
 #include <thread>
+#include <unordered_set>
 
 #include "agent/engine/reload_plan.h"
 
@@ -213,14 +214,41 @@ void Engine::swap_in(std::shared_ptr<const Config> config) {
       rt->retired = true;
       scheduler_.remove(rt->id);
     }
+  index_graph(list);
   by_id_ = std::move(next);
   {
     std::lock_guard lock(view_mu_);
     config_ = config;
     probes_ = std::move(list);
   }
+  // A connectivity check awaited by held runs may have been retired: do not wait for it.
+  std::erase_if(awaited_, [this](uint64_t id) { return !by_id_.count(id); });
+  if (awaited_.empty() && !held_.empty()) release_held();
   if (metrics_) metrics_->configured.Set(static_cast<double>(config->probes.size()));
   if (started_.load()) arm_scheduler();
+}
+
+void Engine::index_graph(const std::vector<std::shared_ptr<ProbeRuntime>>& list) {
+  std::unordered_map<std::string_view, const ProbeRuntime*> by_name;
+  for (const auto& rt : list) by_name[rt->cfg.name] = rt.get();
+  connectivity_ids_.clear();
+  dependencies_.clear();
+  for (const auto& rt : list) {
+    if (rt->cfg.connectivity) connectivity_ids_.push_back(rt->id);
+    // Transitive dependencies, each once (the configuration has no cycles; `seen` guards anyway).
+    std::vector<uint64_t> deps;
+    std::unordered_set<std::string_view> seen;
+    std::vector<std::string_view> todo(rt->cfg.depends_on.begin(), rt->cfg.depends_on.end());
+    while (!todo.empty()) {
+      auto name = todo.back();
+      todo.pop_back();
+      auto it = by_name.find(name);
+      if (it == by_name.end() || !seen.insert(name).second || it->second == rt.get()) continue;
+      deps.push_back(it->second->id);
+      for (const auto& d : it->second->cfg.depends_on) todo.push_back(d);
+    }
+    if (!deps.empty()) dependencies_[rt->id] = std::move(deps);
+  }
 }
 
 void Engine::arm_scheduler() {
@@ -324,24 +352,115 @@ void Engine::complete(const std::shared_ptr<ActiveRun>& run, Outcome outcome) {
     run->adhoc->set_value(std::move(r));
     return;
   }
+  const auto ended = clock_->steady_now();
+  if (rt.retired) {
+    rt.in_flight = false;
+    if (rt.cfg.connectivity) connectivity_checked(rt.id);
+    return;
+  }
+  // A failure counts only once the agent knows it can see the platform: hold it while the
+  // connectivity checks run (at once, if their last result is not fresh).
+  if (!outcome.ok && !outcome.maintenance && !rt.cfg.connectivity && !connectivity_ids_.empty()) {
+    held_.push_back(HeldRun{run->rt, std::move(outcome), duration, ended});
+    check_connectivity();
+    return;
+  }
   rt.in_flight = false;
-  if (rt.retired) return;
-  const bool pending = record(rt, std::move(outcome), duration);
-  if (!stopping_ && run->scheduled) {
-    rt.planned =
-        next_due(rt.planned, clock_->steady_now(), rt.cfg.interval, rt.cfg.timeout, pending);
-    scheduler_.schedule(rt.id, rt.planned);
-    arm_scheduler();
+  finish(rt, std::move(outcome), duration, ended);
+  if (rt.cfg.connectivity) connectivity_checked(rt.id);
+}
+
+void Engine::finish(ProbeRuntime& rt, Outcome outcome, double duration, Clock::time_point ended) {
+  rt.last_end = ended;
+  const auto r = record(rt, std::move(outcome), duration, ended);
+  if (stopping_) return;
+  const auto step = r.failure_pending
+                        ? confirm_spacing(rt.cfg.interval, rt.cfg.timeout, rt.cfg.confirm_window)
+                    : r.change_pending ? edge_interval(rt.cfg.interval, rt.cfg.timeout)
+                                       : rt.cfg.interval;
+  rt.planned = next_due(rt.planned, clock_->steady_now(), step);
+  scheduler_.schedule(rt.id, rt.planned);
+  // Before this probe can be called a root cause, its dependencies are checked now, so a
+  // dependent never pages ahead of the dependency that took it down.
+  if (r.result == RunResult::failure) check_dependencies(rt);
+  arm_scheduler();
+}
+
+bool Engine::fresh(const ProbeRuntime& rt, Clock::time_point now) const {
+  return rt.last_end != Clock::time_point{} && now - rt.last_end < kFreshResult;
+}
+
+// Loop thread: starts a scheduled probe now, out of its turn (its cadence continues from now).
+void Engine::run_at_once(const std::shared_ptr<ProbeRuntime>& rt, Clock::time_point now) {
+  scheduler_.remove(rt->id);
+  rt->planned = now;
+  start_run(rt, true, nullptr, false);
+}
+
+void Engine::check_connectivity() {
+  const auto now = clock_->steady_now();
+  for (uint64_t id : connectivity_ids_) {
+    auto it = by_id_.find(id);
+    if (it == by_id_.end()) continue;
+    auto& c = it->second;
+    if (c->in_flight) {
+      awaited_.insert(id);
+    } else if (!fresh(*c, now) && !stopping_) {
+      awaited_.insert(id);
+      run_at_once(c, now);
+    }
+  }
+  if (awaited_.empty()) release_held();
+}
+
+void Engine::connectivity_checked(uint64_t id) {
+  if (awaited_.erase(id) && awaited_.empty()) release_held();
+}
+
+void Engine::release_held() {
+  auto held = std::move(held_);
+  held_.clear();
+  for (auto& h : held) {
+    h.rt->in_flight = false;
+    if (h.rt->retired) continue;
+    finish(*h.rt, std::move(h.outcome), h.duration, h.ended);
   }
 }
 
-bool Engine::record(ProbeRuntime& rt, Outcome outcome, double duration) {
+bool Engine::connectivity_lost() const {
+  for (uint64_t id : connectivity_ids_) {
+    auto it = by_id_.find(id);
+    if (it != by_id_.end() && it->second->state.last_ok() == std::optional<bool>(false))
+      return true;
+  }
+  return false;
+}
+
+void Engine::check_dependencies(const ProbeRuntime& rt) {
+  auto deps = dependencies_.find(rt.id);
+  if (deps == dependencies_.end()) return;
+  const auto now = clock_->steady_now();
+  for (uint64_t id : deps->second) {
+    auto it = by_id_.find(id);
+    if (it == by_id_.end()) continue;
+    auto& d = it->second;
+    if (!d->in_flight && !fresh(*d, now)) run_at_once(d, now);
+  }
+}
+
+ProbeState::Recorded Engine::record(ProbeRuntime& rt, Outcome outcome, double duration,
+                                    Clock::time_point ended) {
   const bool ok = outcome.ok;
   const Reason reason = outcome.reason;
+  RunFacts facts;
+  facts.end = ended;
+  facts.end_unix = clock_->unix_now();
+  facts.connectivity_lost = !rt.cfg.connectivity && connectivity_lost();
+  facts.in_window = any_active(rt.cfg.maintenance, facts.end_unix);
   const bool debug = spdlog::should_log(spdlog::level::debug);
   // Kept for the log lines below; the outcome itself moves into the probe's state.
   std::string message = !ok || debug ? outcome.message : std::string();
-  const auto r = rt.state.record(std::move(outcome), duration, clock_->unix_now());
+  const auto r = rt.state.record(std::move(outcome), duration, facts);
   if (r.changed) {
     if (r.up.value_or(false)) {
       spdlog::info("probe {} ({}) is UP", rt.cfg.name, rt.cfg.service);
@@ -351,10 +470,10 @@ bool Engine::record(ProbeRuntime& rt, Outcome outcome, double duration) {
     }
   }
   if (debug)
-    spdlog::debug("probe {} run: {} in {:.3f}s{}{}", rt.cfg.name, ok ? "success" : "failure",
-                  duration, ok ? "" : " reason=" + std::string(reason_name(reason)),
+    spdlog::debug("probe {} run: {} in {:.3f}s{}{}", rt.cfg.name, result_name(r.result), duration,
+                  ok ? "" : " reason=" + std::string(reason_name(reason)),
                   message.empty() ? "" : " message=" + message);
-  return r.change_pending;
+  return r;
 }
 
 Engine::AdHocResult Engine::run_now(const std::string& name, bool debug) {

@@ -15,6 +15,7 @@
 #include <random>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "agent/config/config.h"
@@ -32,14 +33,16 @@ struct ProbeRuntime {
   ProbeRuntime(uint64_t id, ProbeConfig cfg)
       : id(id),
         cfg(std::move(cfg)),
-        state(this->cfg.failure_threshold, this->cfg.success_threshold) {}
+        state(StatePolicy{this->cfg.failure_threshold, this->cfg.success_threshold,
+                          this->cfg.confirm_window, this->cfg.degraded_above}) {}
 
   const uint64_t id;
   const ProbeConfig cfg;
   ProbeState state;
   // Loop thread only.
   Clock::time_point planned{};
-  bool in_flight = false;
+  Clock::time_point last_end{};  // when its last scheduled run ended
+  bool in_flight = false;        // also while a failed run waits for the connectivity checks
   bool retired = false;
 };
 
@@ -81,6 +84,7 @@ class Engine {
   View view() const;
   bool ready() const { return ready_.load(); }
   TokenStore& tokens() { return tokens_; }
+  const EngineClock& clock() const { return *clock_; }
 
   // Runs one configured probe now, outside its schedule and without touching its state.
   struct AdHocResult {
@@ -99,8 +103,27 @@ class Engine {
   void start_run(const std::shared_ptr<ProbeRuntime>& rt, bool scheduled,
                  std::shared_ptr<std::promise<AdHocResult>> adhoc, bool debug);
   void complete(const std::shared_ptr<ActiveRun>& run, Outcome outcome);
-  // Records a finished run into the probe's state; returns whether a state change is pending.
-  bool record(ProbeRuntime& rt, Outcome outcome, double duration);
+  struct HeldRun {
+    std::shared_ptr<ProbeRuntime> rt;
+    Outcome outcome;
+    double duration = 0;
+    Clock::time_point ended;
+  };
+  // A result younger than this is fresh enough to judge by, so not run again at once.
+  static constexpr std::chrono::milliseconds kFreshResult{1000};
+
+  // Records a finished scheduled run, plans the next and checks the dependencies of a failure.
+  void finish(ProbeRuntime& rt, Outcome outcome, double duration, Clock::time_point ended);
+  ProbeState::Recorded record(ProbeRuntime& rt, Outcome outcome, double duration,
+                              Clock::time_point ended);
+  bool fresh(const ProbeRuntime& rt, Clock::time_point now) const;
+  void run_at_once(const std::shared_ptr<ProbeRuntime>& rt, Clock::time_point now);
+  void check_connectivity();
+  void connectivity_checked(uint64_t id);
+  void release_held();
+  bool connectivity_lost() const;
+  void check_dependencies(const ProbeRuntime& rt);
+  void index_graph(const std::vector<std::shared_ptr<ProbeRuntime>>& list);
   void dispatch_due();
   void arm_scheduler();
   void swap_in(std::shared_ptr<const Config> config);
@@ -117,6 +140,10 @@ class Engine {
   Scheduler scheduler_;
   EventLoop::TimerId sched_timer_ = 0;
   std::unordered_map<uint64_t, std::shared_ptr<ProbeRuntime>> by_id_;
+  std::vector<uint64_t> connectivity_ids_;
+  std::unordered_map<uint64_t, std::vector<uint64_t>> dependencies_;  // id -> transitive deps
+  std::vector<HeldRun> held_;             // failed runs waiting for the connectivity verdict
+  std::unordered_set<uint64_t> awaited_;  // connectivity checks they wait for
   uint64_t next_id_ = 1;
   bool stopping_ = false;
 

@@ -15,6 +15,8 @@
 #include <sstream>
 #include <string_view>
 
+#include "agent/engine/states.h"
+
 namespace pes {
 
 namespace {
@@ -23,11 +25,7 @@ using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
 
-// One probe as the writer sees it.
-struct ProbeSeries {
-  const ProbeConfig* cfg;
-  const ProbeSnapshot* snap;
-};
+using ProbeSeries = ProbeView;
 
 enum class SeriesScope { scheduled, single_run };
 
@@ -149,9 +147,11 @@ class FamilyWriter {
 // The probe families, in name order, for probes whose snapshots were taken once (so the families
 // of one scrape agree). A single run (ad hoc) writes only the families that one run defines.
 void write_probe_families(std::string& out, const Config& cfg, std::span<const ProbeSeries> probes,
-                          SeriesScope scope) {
+                          SeriesScope scope, double now_unix) {
   const bool all = scope == SeriesScope::scheduled;
   const size_t n = probes.size();
+  const std::vector<DerivedState> derived =
+      all ? derive_states(probes, now_unix) : std::vector<DerivedState>(n);
   std::vector<std::string> labels;
   labels.reserve(n);
   std::map<std::string, const char*, std::less<>> extra;  // families of the probes' own samples
@@ -163,6 +163,27 @@ void write_probe_families(std::string& out, const Config& cfg, std::span<const P
   }
   auto snap = [&](size_t i) -> const ProbeSnapshot& { return *probes[i].snap; };
 
+  if (all) {
+    FamilyWriter f(out, "pes_agent_connectivity_up",
+                   "1 while the agent's connectivity checks pass (or none are configured), else 0.",
+                   "gauge");
+    f.gauge("", connectivity_up(probes) ? 1 : 0);
+  }
+  if (all) {
+    FamilyWriter f(out, "probe_degraded",
+                   "1 while the probe is up but its last successful runs were slower than "
+                   "degraded_above, else 0.",
+                   "gauge");
+    for (size_t i = 0; i < n; ++i)
+      if (snap(i).has_run) f.gauge(labels[i], derived[i].degraded ? 1 : 0);
+  }
+  if (all) {
+    FamilyWriter f(out, "probe_degraded_above_seconds",
+                   "The configured latency bound above which a successful run is slow.", "gauge");
+    for (size_t i = 0; i < n; ++i)
+      if (probes[i].cfg->degraded_above)
+        f.gauge(labels[i], std::chrono::duration<double>(*probes[i].cfg->degraded_above).count());
+  }
   if (all) {
     FamilyWriter f(out, "probe_dependency_info", "One series per depends_on edge.", "gauge");
     for (size_t i = 0; i < n; ++i)
@@ -212,10 +233,24 @@ void write_probe_families(std::string& out, const Config& cfg, std::span<const P
       if (snap(i).has_run) f.gauge(labels[i], snap(i).last_end_unix);
   }
   if (all) {
+    FamilyWriter f(out, "probe_maintenance",
+                   "1 while the probe is in maintenance (the service says so, or a configured "
+                   "window is active), else 0.",
+                   "gauge");
+    for (size_t i = 0; i < n; ++i) f.gauge(labels[i], derived[i].maintenance ? 1 : 0);
+  }
+  if (all) {
+    FamilyWriter f(out, "probe_root_cause",
+                   "1 while the probe is down and none of its dependencies explains it, else 0.",
+                   "gauge");
+    for (size_t i = 0; i < n; ++i)
+      if (snap(i).has_run) f.gauge(labels[i], derived[i].root_cause ? 1 : 0);
+  }
+  if (all) {
     FamilyWriter f(out, "probe_run_duration_seconds", "Duration of every run.", "histogram");
     for (size_t i = 0; i < n; ++i) {
       const ProbeSnapshot& s = snap(i);
-      const uint64_t count = s.runs_ok + s.runs_failed;
+      const uint64_t count = s.runs_ok + s.runs_failed + s.runs_unknown + s.runs_maintenance;
       for (size_t b = 0; b <= kRunDurationBuckets.size(); ++b) {
         f.series(labels[i], "_bucket") += ",le=\"";
         if (b < kRunDurationBuckets.size())
@@ -238,6 +273,10 @@ void write_probe_families(std::string& out, const Config& cfg, std::span<const P
       f.value(snap(i).runs_ok);
       f.series(labels[i]) += ",result=\"failure\"";
       f.value(snap(i).runs_failed);
+      f.series(labels[i]) += ",result=\"unknown\"";
+      f.value(snap(i).runs_unknown);
+      f.series(labels[i]) += ",result=\"maintenance\"";
+      f.value(snap(i).runs_maintenance);
     }
   }
   if (all) {
@@ -250,6 +289,32 @@ void write_probe_families(std::string& out, const Config& cfg, std::span<const P
     FamilyWriter f(out, "probe_success", "1 if the last run of the probe passed, else 0.", "gauge");
     for (size_t i = 0; i < n; ++i)
       if (snap(i).has_run) f.gauge(labels[i], snap(i).last_ok ? 1 : 0);
+  }
+  if (all) {
+    FamilyWriter f(out, "probe_takes_down_info",
+                   "1 per probe that a root cause takes down (its transitive dependents), with "
+                   "that dependent's name, service and state.",
+                   "gauge");
+    for (size_t i = 0; i < n; ++i)
+      for (size_t d : derived[i].takes_down) {
+        std::string_view state = state_name(snap(d), derived[d]);
+        if (state == "degraded") state = "up";
+        f.series(labels[i]) += ',';
+        put_label(out, "dependent", probes[d].cfg->name);
+        out += ',';
+        put_label(out, "dependent_service", probes[d].cfg->service);
+        out += ',';
+        put_label(out, "dependent_state", state);
+        f.value(1.0);
+      }
+  }
+  if (all) {
+    FamilyWriter f(out, "probe_unknown",
+                   "1 while the last run could not be judged (the agent's connectivity checks "
+                   "failed), else 0.",
+                   "gauge");
+    for (size_t i = 0; i < n; ++i)
+      if (snap(i).has_run) f.gauge(labels[i], derived[i].unknown ? 1 : 0);
   }
   if (all) {
     FamilyWriter f(out, "probe_up", "Damped state after failure/success thresholds: 1 up, 0 down.",
@@ -290,7 +355,8 @@ void ProbeExposition::render(std::string& out) const {
   series.reserve(view.probes.size());
   for (size_t i = 0; i < view.probes.size(); ++i)
     series.push_back(ProbeSeries{&view.probes[i]->cfg, &snaps[i]});
-  write_probe_families(out, *view.config, series, SeriesScope::scheduled);
+  write_probe_families(out, *view.config, series, SeriesScope::scheduled,
+                       engine_.clock().unix_now());
   size_hint_.store(out.size() - begin, std::memory_order_relaxed);
 }
 
@@ -299,7 +365,8 @@ std::string render_run(const ProbeConfig& probe, const Config& config, const Out
   const ProbeSnapshot snap = ProbeSnapshot::of_run(outcome, duration, 0);
   const ProbeSeries one{&probe, &snap};
   std::string out;
-  write_probe_families(out, config, std::span<const ProbeSeries>(&one, 1), SeriesScope::single_run);
+  write_probe_families(out, config, std::span<const ProbeSeries>(&one, 1), SeriesScope::single_run,
+                       0);
   return out;
 }
 

@@ -58,10 +58,14 @@ std::chrono::milliseconds edge_interval(std::chrono::milliseconds interval,
 Clock::time_point next_due(Clock::time_point planned, Clock::time_point now,
                            std::chrono::milliseconds interval, std::chrono::milliseconds timeout,
                            bool change_pending) {
-  auto step = change_pending ? edge_interval(interval, timeout) : interval;
+  // Overran (or the process was suspended): the step overload skips missed slots, keeping phase.
+  return next_due(planned, now, change_pending ? edge_interval(interval, timeout) : interval);
+}
+
+Clock::time_point next_due(Clock::time_point planned, Clock::time_point now,
+                           std::chrono::milliseconds step) {
   auto next = planned + step;
   if (next < now) {
-    // Overran (or the process was suspended): skip missed slots but keep the phase.
     auto behind = now - planned;
     auto slots = behind / step + 1;
     next = planned + slots * step;
@@ -69,24 +73,39 @@ Clock::time_point next_due(Clock::time_point planned, Clock::time_point now,
   return next;
 }
 
-bool ThresholdState::certain(Reason r) {
-  switch (r) {
+std::chrono::milliseconds confirm_spacing(std::chrono::milliseconds interval,
+                                          std::chrono::milliseconds timeout,
+                                          std::chrono::milliseconds confirm_window) {
+  const auto edge = edge_interval(interval, timeout);
+  if (confirm_window <= std::chrono::milliseconds(0)) return edge;
+  return std::min(edge, std::max(confirm_window / 4, std::chrono::milliseconds(100)));
+}
+
+FailureKind failure_kind(Reason reason, int http_status) {
+  switch (reason) {
     case Reason::http_status:
+      // A gateway or a service that is (re)starting: Envoy's retriable statuses.
+      if (http_status == 502 || http_status == 503 || http_status == 504)
+        return FailureKind::restart;
+      return FailureKind::certain;
     case Reason::assertion:
     case Reason::auth:
     case Reason::tls:
     case Reason::config:
-      return true;
+      return FailureKind::certain;
+    case Reason::connect:
+      return FailureKind::restart;
     default:
-      return false;
+      return FailureKind::uncertain;
   }
 }
 
-bool ThresholdState::record(bool ok, Reason reason) {
+bool ThresholdState::record(bool ok, FailureKind kind, Clock::time_point at) {
   if (ok) {
     ++oks_;
     fails_ = 0;
   } else {
+    if (fails_ == 0) first_failure_ = at;
     ++fails_;
     oks_ = 0;
   }
@@ -94,13 +113,28 @@ bool ThresholdState::record(bool ok, Reason reason) {
     up_ = ok;
     return true;
   }
-  if (*up_ && !ok && (certain(reason) || fails_ >= failure_threshold_)) {
+  if (*up_ && !ok && confirmed_down(kind, at)) {
     up_ = false;
     return true;
   }
   if (!*up_ && ok && oks_ >= success_threshold_) {
     up_ = true;
     return true;
+  }
+  return false;
+}
+
+bool ThresholdState::confirmed_down(FailureKind kind, Clock::time_point at) const {
+  if (kind == FailureKind::restart && confirm_window_ <= std::chrono::milliseconds(0))
+    kind = FailureKind::uncertain;
+  switch (kind) {
+    case FailureKind::certain:
+      return true;
+    case FailureKind::restart:
+      // However many retries fit into the window, a restart is only over once the window is.
+      return failure_threshold_ <= 1 || (fails_ >= 2 && at - first_failure_ >= confirm_window_);
+    case FailureKind::uncertain:
+      return fails_ >= failure_threshold_;
   }
   return false;
 }

@@ -7,6 +7,9 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "agent/core/duration.h"
+#include "agent/engine/states.h"
+
 namespace pes {
 
 namespace {
@@ -17,17 +20,36 @@ struct Row {
   ProbeSnapshot s;
 };
 
-std::vector<Row> rows(const Engine::View& view) {
-  std::vector<Row> out;
-  out.reserve(view.probes.size());
+// Every probe's row and the states derived from all of them together (derive_states).
+struct Page {
+  std::vector<Row> rows;
+  std::vector<DerivedState> derived;
+  bool connectivity = true;
+  std::vector<std::string> takes_down(size_t i) const {
+    std::vector<std::string> names;
+    for (size_t d : derived[i].takes_down) names.push_back(rows[d].cfg->name);
+    return names;
+  }
+  std::string word(size_t i) const { return std::string(state_name(rows[i].s, derived[i])); }
+};
+
+Page page(const Engine::View& view, double now_unix) {
+  Page p;
+  p.rows.reserve(view.probes.size());
   for (const auto& rt : view.probes)
-    out.push_back(Row{&rt->cfg, rt->state.snapshot(ProbeState::Detail::full)});
-  return out;
+    p.rows.push_back(Row{&rt->cfg, rt->state.snapshot(ProbeState::Detail::full)});
+  std::vector<ProbeView> views;
+  views.reserve(p.rows.size());
+  for (const auto& r : p.rows) views.push_back(ProbeView{r.cfg, &r.s});
+  p.derived = derive_states(views, now_unix);
+  p.connectivity = connectivity_up(views);
+  return p;
 }
 
-const char* state_word(const Row& r) {
-  if (!r.s.up) return "unknown";
-  return *r.s.up ? "up" : "down";
+std::string joined(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
 }
 
 // The dependencies of a down probe that are down themselves: the likely root cause.
@@ -92,29 +114,34 @@ std::string html_escape(const std::string& s) {
   return out;
 }
 
-double unix_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 }  // namespace
 
-std::string render_status_json(const Engine::View& view, bool ready) {
-  auto snaps = rows(view);
+std::string render_status_json(const Engine::View& view, bool ready, double now_unix) {
+  const Page pg = page(view, now_unix);
+  const auto& snaps = pg.rows;
   std::map<std::string, const Row*> by;
   for (const auto& r : snaps) by[r.cfg->name] = &r;
   nlohmann::json doc;
   doc["ready"] = ready;
   doc["config_file"] = view.config ? view.config->file : "";
+  doc["connectivity_up"] = pg.connectivity;
   auto& list = doc["probes"] = nlohmann::json::array();
-  for (const auto& row : snaps) {
+  for (size_t i = 0; i < snaps.size(); ++i) {
+    const Row& row = snaps[i];
     const ProbeSnapshot& s = row.s;
+    const DerivedState& d = pg.derived[i];
     nlohmann::json p;
     p["name"] = row.cfg->name;
     p["service"] = row.cfg->service;
     p["type"] = row.cfg->type;
     p["target"] = row.cfg->target;
     p["depends_on"] = row.cfg->depends_on;
-    p["state"] = state_word(row);
+    p["state"] = pg.word(i);
+    p["unknown"] = d.unknown;
+    p["maintenance"] = d.maintenance;
+    p["degraded"] = d.degraded;
+    p["root_cause"] = d.root_cause;
+    p["takes_down"] = pg.takes_down(i);
     p["last_success"] = s.has_run ? nlohmann::json(s.last_ok) : nlohmann::json(nullptr);
     p["last_reason"] = std::string(reason_name(s.last_reason));
     p["last_message"] = s.last_message;
@@ -124,11 +151,15 @@ std::string render_status_json(const Engine::View& view, bool ready) {
     p["last_run"] = iso_time(s.last_end_unix);
     p["last_change"] = iso_time(s.last_change_unix);
     p["duration_seconds"] = s.last_duration;
-    p["runs"] = {{"success", s.runs_ok}, {"failure", s.runs_failed}};
+    p["runs"] = {{"success", s.runs_ok},
+                 {"failure", s.runs_failed},
+                 {"unknown", s.runs_unknown},
+                 {"maintenance", s.runs_maintenance}};
     p["down_because"] = down_dependencies(row, by);
     auto& h = p["history"] = nlohmann::json::array();
     for (const auto& r : s.history)
       h.push_back({{"success", r.ok},
+                   {"result", std::string(result_name(r.result))},
                    {"reason", std::string(reason_name(r.reason))},
                    {"duration_seconds", r.duration},
                    {"time", iso_time(r.end_unix)}});
@@ -137,10 +168,15 @@ std::string render_status_json(const Engine::View& view, bool ready) {
   return doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
-std::string render_status_html(const Engine::View& view, bool ready) {
-  auto snaps = rows(view);
+std::string render_status_html(const Engine::View& view, bool ready, double now_unix) {
+  const Page pg = page(view, now_unix);
+  const auto& snaps = pg.rows;
   std::map<std::string, const Row*> by;
-  for (const auto& r : snaps) by[r.cfg->name] = &r;
+  std::map<const Row*, size_t> index;
+  for (size_t i = 0; i < snaps.size(); ++i) {
+    by[snaps[i].cfg->name] = &snaps[i];
+    index[&snaps[i]] = i;
+  }
   std::map<std::string, std::vector<const Row*>> services;
   int down = 0, unknown = 0;
   for (const auto& r : snaps) {
@@ -150,7 +186,7 @@ std::string render_status_html(const Engine::View& view, bool ready) {
     else if (!*r.s.up)
       ++down;
   }
-  double now = unix_now();
+  const double now = now_unix;
   std::string h;
   h += "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
@@ -165,6 +201,9 @@ std::string render_status_html(const Engine::View& view, bool ready) {
        ".p{background:#fff;border-radius:.5rem;padding:.7rem .8rem;margin:.4rem "
        "0;border-left:.5rem solid #999}"
        ".p.up{border-color:#1f9d3a}.p.down{border-color:#d0231b}.p.unknown{border-color:#999}"
+       ".p.maintenance{border-color:#2b6cb0}.p.degraded{border-color:#d69e2e}"
+       ".maintenance .st{color:#2b6cb0}.degraded .st{color:#975a16}"
+       ".blast{background:#fde0df;padding:.2rem .4rem;border-radius:.3rem;margin-top:.3rem}"
        ".st{font-weight:700;text-transform:uppercase;margin-right:.4rem}.up .st{color:#1f7a33}"
        ".down .st{color:#b31d16}.unknown .st{color:#555}.name{font-weight:600}"
        ".meta{color:#444;font-size:.9rem;margin-top:.25rem}.err{color:#8a1111;margin-top:.3rem}"
@@ -172,6 +211,9 @@ std::string render_status_html(const Engine::View& view, bool ready) {
        ".hist{margin-top:.35rem;font-family:monospace;letter-spacing:1px}.hist "
        ".g{color:#1f9d3a}.hist .r{color:#d0231b}"
        "</style></head><body>\n<h1>pes-agent status</h1>\n";
+  if (ready && !pg.connectivity)
+    h += "<div class=\"sum bad\">The agent cannot see the platform: its connectivity checks fail, "
+         "so other probes' failures are recorded as unknown.</div>\n";
   if (!ready)
     h += "<div class=\"sum bad\">Agent is starting: no configuration loaded yet.</div>\n";
   else if (down)
@@ -185,7 +227,9 @@ std::string render_status_html(const Engine::View& view, bool ready) {
     for (const auto* row : list) {
       const ProbeSnapshot* s = &row->s;
       const ProbeConfig* c = row->cfg;
-      std::string st = state_word(*row);
+      const size_t i = index.at(row);
+      const DerivedState& d = pg.derived[i];
+      std::string st = pg.word(i);
       h += "<div class=\"p " + st + "\" id=\"probe-" + html_escape(c->name) +
            "\"><span class=\"st\">" + st + "</span><span class=\"name\">" + html_escape(c->name) +
            "</span> <small>(" + html_escape(c->type) + ")</small>";
@@ -197,6 +241,19 @@ std::string render_status_html(const Engine::View& view, bool ready) {
         h += "<div class=\"meta\">Last error " + ago(s->last_failure_unix, now) + " (" +
              std::string(reason_name(s->last_failure_reason)) + "): " + html_escape(s->last_error) +
              "</div>";
+      if (d.unknown)
+        h += "<div class=\"why\">Unknown: the last run failed while the agent's connectivity "
+             "checks failed, so it does not count</div>";
+      if (d.maintenance) h += "<div class=\"why\">In maintenance: failures do not count</div>";
+      if (d.degraded)
+        h += "<div class=\"why\">Degraded: up, but slower than " +
+             (c->degraded_above ? format_duration(*c->degraded_above) : std::string("its bound")) +
+             "</div>";
+      if (d.root_cause && !d.takes_down.empty())
+        h += "<div class=\"blast\">Root cause; takes down: " +
+             html_escape(joined(pg.takes_down(i))) + "</div>";
+      else if (d.root_cause)
+        h += "<div class=\"blast\">Root cause</div>";
       auto because = down_dependencies(*row, by);
       if (s->up && !*s->up && !because.empty()) {
         std::string names;
@@ -211,7 +268,9 @@ std::string render_status_html(const Engine::View& view, bool ready) {
       if (!s->history.empty()) {
         h += "<div class=\"hist\" title=\"last runs, oldest first\">";
         for (const auto& r : s->history)
-          h += r.ok ? "<span class=\"g\">●</span>" : "<span class=\"r\">✕</span>";
+          h += r.ok                             ? "<span class=\"g\">●</span>"
+               : r.result == RunResult::failure ? "<span class=\"r\">✕</span>"
+                                                : "<span class=\"u\">?</span>";
         h += "</div>";
       }
       h += "</div>\n";

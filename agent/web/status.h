@@ -7,7 +7,7 @@
 
 namespace pes {
 
-std::string render_status_json(const Engine::View& view, bool ready);
-std::string render_status_html(const Engine::View& view, bool ready);
+std::string render_status_json(const Engine::View& view, bool ready, double now_unix);
+std::string render_status_html(const Engine::View& view, bool ready, double now_unix);
 
 }  // namespace pes

@@ -27,8 +27,9 @@ bool contains(const std::string& haystack, std::string_view needle) {
 
 Verdict judge_login(const HttpResponse& r) {
   if (contains(r.body, kMaintenanceMarker) || (r.status == 503 && contains(r.body, "maintenance")))
-    return fail(Reason::assertion, "Moodle is in maintenance mode (login page returned HTTP " +
-                                       std::to_string(r.status) + ")");
+    return in_maintenance(Reason::assertion,
+                          "Moodle is in maintenance mode (login page returned HTTP " +
+                              std::to_string(r.status) + ")");
   if (r.status != 200)
     return fail(Reason::http_status, "Moodle login page returned HTTP " + std::to_string(r.status));
   if (!contains(r.body, kLoginMarker))
@@ -58,8 +59,11 @@ Verdict judge_site_info(const HttpResponse& r, Outcome& out, Trace& trace) {
     bool auth = code == "invalidtoken" || code == "accessexception" ||
                 code.rfind("wsaccess", 0) == 0 || code == "usernotfullysetup" ||
                 code == "servicerequireslogin";
-    return fail(auth ? Reason::auth : Reason::assertion,
-                "Moodle web service error: " + (code.empty() ? std::string() : code + ": ") + said);
+    std::string text =
+        "Moodle web service error: " + (code.empty() ? std::string() : code + ": ") + said;
+    // Maintenance set in the site administration: the login page is up, the web service says so.
+    if (code == "sitemaintenance") return in_maintenance(Reason::assertion, std::move(text));
+    return fail(auth ? Reason::auth : Reason::assertion, std::move(text));
   }
   auto sitename = json_string(*doc, "sitename");
   if (!sitename || sitename->empty())

@@ -46,7 +46,7 @@ Verdict judge_status(const HttpResponse& r, Outcome& out) {
   out.add("probe_nextcloud_needs_db_upgrade", kUpgradeHelp, *upgrade ? 1 : 0);
   if (!*installed)
     return fail(Reason::assertion, "Nextcloud is not installed (status.php: installed false)");
-  if (*maintenance) return fail(Reason::assertion, "Nextcloud is in maintenance mode");
+  if (*maintenance) return in_maintenance(Reason::assertion, "Nextcloud is in maintenance mode");
   if (*upgrade)
     return fail(Reason::assertion,
                 "Nextcloud needs a database upgrade to " + version + " (run occ upgrade)");

@@ -47,6 +47,7 @@ struct StepRun : std::enable_shared_from_this<StepRun> {
   void finish(Verdict v) {
     if (v) {
       Outcome o = Outcome::failure(v->reason, std::move(v->message));
+      o.maintenance = v->maintenance;
       o.samples = std::move(acc.samples);
       done(std::move(o));
     } else {

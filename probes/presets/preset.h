@@ -33,10 +33,15 @@ std::optional<PresetBase> parse_preset_base(Section& s);
 struct StepFailure {
   Reason reason;
   std::string message;
+  bool maintenance = false;  // the service answered that it is in maintenance
 };
 using Verdict = std::optional<StepFailure>;
 inline Verdict fail(Reason reason, std::string message) {
   return StepFailure{reason, std::move(message)};
+}
+// A failure that is the service's own maintenance answer (Outcome::maintenance).
+inline Verdict in_maintenance(Reason reason, std::string message) {
+  return StepFailure{reason, std::move(message), true};
 }
 
 // One HTTP request of a preset and how its answer is judged. `judge` may add samples to the

@@ -126,3 +126,30 @@ TEST(Threshold, RecoveryNeedsSuccessThreshold) {
   EXPECT_TRUE(s.record(true, Reason::none));
   EXPECT_EQ(s.up(), true);
 }
+
+TEST(ConfirmPolicy, KindsOfFailure) {
+  EXPECT_EQ(failure_kind(Reason::connect, 0), FailureKind::restart);
+  for (int status : {502, 503, 504})
+    EXPECT_EQ(failure_kind(Reason::http_status, status), FailureKind::restart) << status;
+  for (int status : {0, 404, 500, 424})
+    EXPECT_EQ(failure_kind(Reason::http_status, status), FailureKind::certain) << status;
+  for (Reason r : {Reason::assertion, Reason::auth, Reason::tls, Reason::config})
+    EXPECT_EQ(failure_kind(r, 0), FailureKind::certain) << reason_name(r);
+  for (Reason r : {Reason::timeout, Reason::dns, Reason::protocol, Reason::internal})
+    EXPECT_EQ(failure_kind(r, 0), FailureKind::uncertain) << reason_name(r);
+}
+
+TEST(ConfirmPolicy, RetriesComeAQuarterOfTheWindowApart) {
+  EXPECT_EQ(confirm_spacing(30s, 10s, 20s), 5s);
+  EXPECT_EQ(confirm_spacing(1s, 500ms, 666ms), 166ms);
+  EXPECT_EQ(confirm_spacing(300ms, 200ms, 200ms), 100ms);  // at least 100 ms
+  EXPECT_EQ(confirm_spacing(30s, 10s, 0s), 10s);           // no window: the edge interval
+  EXPECT_EQ(next_due(T0, T0 + 12s, 5s), T0 + 15s);         // a long run skips to the next slot
+}
+
+TEST(ConfirmPolicy, ThresholdOneMeansNoDampingEvenForRefusals) {
+  ThresholdState s(1, 1, 20s);
+  s.record(true, FailureKind::certain, T0);
+  EXPECT_TRUE(s.record(false, FailureKind::restart, T0 + 1s));
+  EXPECT_EQ(s.up(), false);
+}
