@@ -104,7 +104,11 @@ Placement compute_placement(const Config& cfg) {
     const auto& p = cfg.probes[i];
     Placement::Entry e;
     e.probe = p.name;
-    e.chosen = rendezvous(cfg.fleet, p.name, p.locations);
+    // A connectivity check says whether *this* agent sees the platform: every member runs it.
+    if (p.connectivity)
+      for (const auto& m : members) e.chosen.push_back(m.name);
+    else
+      e.chosen = rendezvous(cfg.fleet, p.name, p.locations);
     std::set<std::string> needed;
     needed_by(by_name, p.name, needed);
     for (const auto& m : e.chosen) {

@@ -27,7 +27,7 @@ std::vector<std::string> rendezvous(const FleetConfig& fleet, const std::string&
 struct Placement {
   struct Entry {
     std::string probe;
-    std::vector<std::string> chosen;   // by rendezvous
+    std::vector<std::string> chosen;   // by rendezvous (connectivity checks: every member)
     std::vector<std::string> members;  // chosen, plus members that run it because a probe they
                                        // run depends on it or takes its tokens (fleet order)
   };

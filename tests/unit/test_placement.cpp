@@ -55,6 +55,10 @@ probes:
     type: http
     locations: [inside, public]
     http: {url: "http://127.0.0.1:8081/"}
+  - name: dns
+    type: tcp
+    tcp: {address: "127.0.0.1:53"}
+connectivity: {probes: [dns]}
 )";
 
 }  // namespace
@@ -144,7 +148,9 @@ TEST(Placement, ConfigIsFilteredAndLabelled) {
   ASSERT_TRUE(cfg->fleet.enabled);
   EXPECT_EQ(cfg->fleet.quorum, 2);
   auto pl = compute_placement(*cfg);
-  ASSERT_EQ(pl.probes.size(), 3u);
+  ASSERT_EQ(pl.probes.size(), 4u);
+  // dns is a connectivity check: each agent's own view, so every member runs it.
+  EXPECT_EQ(pl.probes[3].members, (std::vector<std::string>{"a1", "a2", "a3"}));
   // entry: 2 of inside (all of it) and the only public member.
   EXPECT_EQ(pl.probes[2].members, (std::vector<std::string>{"a1", "a2", "a3"}));
   // web's members also run postgres: a dependent is judged where its dependency is seen.
