@@ -223,7 +223,8 @@ std::string Agent::status_json() const {
 }
 
 std::string Agent::status_html() const {
-  std::string page = render_status_html(engine_.view(), engine_.ready(), engine_.clock().unix_now());
+  std::string page =
+      render_status_html(engine_.view(), engine_.ready(), engine_.clock().unix_now());
   std::shared_ptr<const FleetView> fv;
   {
     std::lock_guard lock(fleet_mu_);
