@@ -37,8 +37,16 @@ OUT="$(cd "$OUT" && pwd)"
 ulimit -n "$(ulimit -Hn)"
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+# A free port (retried: after runs with thousands of connections, the ephemeral range can be
+# briefly exhausted by TIME_WAIT).
 free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  local i
+  for ((i = 0; i < 50; i++)); do
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' \
+      2>/dev/null && return 0
+    sleep 0.2
+  done
+  return 1
 }
 PID=""
 stop_server() {

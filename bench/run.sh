@@ -4,7 +4,7 @@
 # Debian's prometheus-blackbox-exporter driven at the same probe rate. See bench/README.md.
 #
 #   bench/run.sh [--sizes "1000 10000"] [--interval 10] [--window 60] [--warmup 12]
-#                [--contenders "floor agent blackbox main"] [--scrapes 11] [--nice N]
+#                [--contenders "floor agent blackbox base"] [--scrapes 11] [--nice N]
 #                [--perf SECONDS] [--no-build] [--out DIR]
 #
 # For each size N and contender it runs the contender for a warm-up, then takes two snapshots a
@@ -14,7 +14,7 @@
 # delta of the pes_agent_schedule_lag_seconds histogram over the window), VmRSS/VmHWM and the
 # median wall and CPU time of a /metrics scrape (at most --scrapes, and no more than 30 s of them),
 # then the same for scrapes with `Accept-Encoding: gzip` and their size on the wire.
-# Contender `main` is the agent again with the binary AGENT_MAIN (e.g. main's, built beside), so a
+# Contender `base` is the agent again with the binary AGENT_BASE (e.g. the base of a branch), so a
 # change is compared with its base in the same run on the same machine load.
 # Results: OUT/results.md (markdown tables) and OUT/results.tsv.
 # --nice N runs nginx and every contender in its own session at nice level N, and gives that
@@ -39,7 +39,7 @@ PERF_SECS=0
 DO_BUILD=1
 OUT=""
 BLACKBOX="${BLACKBOX:-/usr/bin/prometheus-blackbox-exporter}"
-AGENT_MAIN="${AGENT_MAIN:-}"
+AGENT_BASE="${AGENT_BASE:-}"
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -114,8 +114,8 @@ if [[ " $CONTENDERS " == *" agent "* ]] && [ ! -x "$AGENT" ]; then
   die "no agent binary at $AGENT (run without --no-build)"
 fi
 [ -x "$FLOOR" ] || die "no curl_floor at $FLOOR (run without --no-build)"
-if [[ " $CONTENDERS " == *" main "* ]] && [ ! -x "$AGENT_MAIN" ]; then
-  die "contender main needs AGENT_MAIN=path of the other agent binary"
+if [[ " $CONTENDERS " == *" base "* ]] && [ ! -x "$AGENT_BASE" ]; then
+  die "contender base needs AGENT_BASE=path of the other agent binary"
 fi
 if [[ " $CONTENDERS " == *" blackbox "* ]] && [ ! -x "$BLACKBOX" ]; then
   die "$BLACKBOX not found (apt-get install prometheus-blackbox-exporter)"
@@ -492,7 +492,7 @@ EOF
     case "$c" in
       floor) run_floor "$n" "$dir" ;;
       agent) run_agent "$n" "$dir" ;;
-      main) run_agent "$n" "$dir" "$AGENT_MAIN" agent-main ;;
+      base) run_agent "$n" "$dir" "$AGENT_BASE" agent-base ;;
       blackbox) run_blackbox "$n" "$dir" ;;
       *) die "unknown contender $c" ;;
     esac

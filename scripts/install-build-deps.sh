@@ -30,6 +30,8 @@ BUILD_PKGS=(
   libre2-dev
   # the listener's gzip (Boost.Beast/Asio is in libboost-dev)
   zlib1g-dev
+  # the keycloak probe's login flow: libxml2's HTML parser reads Keycloak's login page
+  libxml2-dev
 )
 
 if [ "$(id -u)" -ne 0 ]; then

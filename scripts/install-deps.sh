@@ -61,4 +61,41 @@ bash "$here/scripts/install-build-deps.sh" "${TEST_PKGS[@]}"
 if [ -f "$here/tests/oidc/package.json" ] && [ ! -d "$here/tests/oidc/node_modules/oidc-provider" ]; then
   (cd "$here/tests/oidc" && npm install --no-audit --no-fund --loglevel=error)
 fi
+# --- Keycloak (tests/fixtures/keycloak.sh) ------------------------------------------------------
+# The server distribution from Maven Central (org.keycloak:keycloak-quarkus-dist:<version>:zip),
+# unpacked and built once (db postgres, health and metrics on) into a cache outside the repo;
+# the fixture runs `kc.sh start --optimized` from it. Java: Debian 12's OpenJDK 17 (Keycloak 26.4
+# supports 17, 21 and 25), installed with maven. The version is in tests/fixtures/keycloak/version
+# and is the compose stack's image tag.
+install_keycloak() {
+  local root version cache dist zip
+  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  version="$(cat "$root/tests/fixtures/keycloak/version")"
+  cache="${PES_KEYCLOAK_CACHE:-/var/cache/pes-agent}"
+  dist="$cache/keycloak-$version"
+  [ -f "$dist/.pes-built" ] && return 0
+  command -v mvn >/dev/null 2>&1 && [ -x /usr/lib/jvm/java-17-openjdk-amd64/bin/java ] || {
+    apt-get update
+    apt-get install -y --no-install-recommends maven openjdk-17-jdk-headless unzip
+  }
+  mkdir -p "$cache/download"
+  zip="$cache/download/keycloak-quarkus-dist-$version.zip"
+  if [ ! -s "$zip" ]; then
+    mvn -q -B dependency:copy "-Dartifact=org.keycloak:keycloak-quarkus-dist:$version:zip" \
+      "-DoutputDirectory=$cache/download"
+  fi
+  rm -rf "$dist" "$dist.tmp"
+  mkdir -p "$dist.tmp"
+  unzip -q "$zip" -d "$dist.tmp"
+  mv "$dist.tmp/keycloak-$version" "$dist"
+  rmdir "$dist.tmp"
+  JAVA_HOME=/usr/lib/jvm/java-17-openjdk-amd64 "$dist/bin/kc.sh" build --db=postgres \
+    --health-enabled=true --metrics-enabled=true
+  # World-readable: the fixture runs Keycloak as an unprivileged user.
+  chmod -R a+rX "$dist"
+  touch "$dist/.pes-built"
+}
+install_keycloak
+# --- end of Keycloak ---------------------------------------------------------------------------
+
 echo "install-deps.sh: all dependencies present"

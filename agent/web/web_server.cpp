@@ -377,7 +377,7 @@ class Session : public SessionBase {
     lowest().expires_after(kHeadTimeout);
     http::async_read_header(stream_, buffer_, *parser_,
                             [self = self()](boost::system::error_code ec, size_t) {
-                              if (ec) return self->close();
+                              if (ec) return self->refuse(ec);
                               self->read_body();
                             });
   }
@@ -387,9 +387,27 @@ class Session : public SessionBase {
     lowest().expires_after(kBodyTimeout);
     http::async_read(stream_, buffer_, *parser_,
                      [self = self()](boost::system::error_code ec, size_t) {
-                       if (ec) return self->close();
+                       if (ec) return self->refuse(ec);
                        self->on_request();
                      });
+  }
+
+  // A request that cannot be served gets an answer saying why, then the connection closes; a
+  // timeout, a reset or the client's own close just closes.
+  void refuse(boost::system::error_code ec) {
+    int status = ec == http::error::header_limit ? 431
+                 : ec == http::error::body_limit ? 413
+                 : ec.category() == http::make_error_code(http::error::bad_target).category() &&
+                         ec != http::error::end_of_stream && ec != http::error::partial_message
+                     ? 400
+                     : 0;
+    if (status == 0) return close();
+    set_busy();
+    keep_alive_ = false;
+    head_only_ = false;
+    write(plain(status, status == 431   ? "Request header too large.\n"
+                        : status == 413 ? "Request body too large.\n"
+                                        : "Bad request.\n"));
   }
 
   void on_request() {

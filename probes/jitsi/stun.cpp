@@ -433,10 +433,14 @@ StunProbeResult exchange(const addrinfo* ai, SteadyClock::time_point deadline,
   // A connected socket only receives from that peer and reports ICMP port unreachable as
   // ECONNREFUSED on the next send/recv.
   Fd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol));
-  if (fd.get() < 0 || ::connect(fd.get(), ai->ai_addr, ai->ai_addrlen) != 0)
-    return probe_fail(
-        std::move(r), StunProbeError::connect,
-        "cannot open a UDP socket to " + r.server_address + ": " + std::strerror(errno));
+  if (fd.get() < 0 || ::connect(fd.get(), ai->ai_addr, ai->ai_addrlen) != 0) {
+    // The message first: probe_fail takes r by value, and the order in which arguments are
+    // evaluated is unspecified, so r.server_address could be read after r was moved from.
+    const int err = errno;
+    std::string what =
+        "cannot open a UDP socket to " + r.server_address + ": " + std::strerror(err);
+    return probe_fail(std::move(r), StunProbeError::connect, std::move(what));
+  }
 
   const auto connect_error = [&r](int err) {
     std::string what =

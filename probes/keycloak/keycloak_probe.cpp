@@ -74,8 +74,10 @@ class KeycloakRun : public std::enable_shared_from_this<KeycloakRun> {
     request_token();
   }
 
-  // 2. Token: client_credentials or password grant.
+  // 2. Token: client_credentials or password grant, or the login a person makes (authorize →
+  // login → token, in login.cpp).
   void request_token() {
+    if (spec_->login) return log_in();
     begin("token");
     auto body = oidc::build_token_request(spec_->token, client_auth_);
     HttpRequest req = base_request(discovery_.token_endpoint);
@@ -102,6 +104,24 @@ class KeycloakRun : public std::enable_shared_from_this<KeycloakRun> {
     expires_in_ = t.expires_in;
     trace("obtained an access token (not shown)" +
           (expires_in_ ? ", expires_in " + std::to_string(*expires_in_) + " s" : std::string()));
+    if (spec_->verify) return load_jwks();
+    check_health();
+  }
+
+  void log_in() {
+    auto self = shared_from_this();
+    login::Hooks hooks{[self](const char* step) { self->begin(step); }, [self] { self->end(); },
+                       [self](const std::string& line) { self->trace(line); }};
+    login::run(ctx_, spec_->login, spec_->tls, discovery_, client_auth_, std::move(hooks),
+               [self](login::Result r) { self->on_login(std::move(r)); });
+  }
+
+  void on_login(login::Result r) {
+    if (!r.ok) return fail(r.reason, std::move(r.message));
+    token_ = std::move(r.token.access_token);
+    expires_in_ = r.token.expires_in;
+    id_token_ = std::move(r.id_token);
+    nonce_ = std::move(r.nonce);
     if (spec_->verify) return load_jwks();
     check_health();
   }
@@ -143,9 +163,17 @@ class KeycloakRun : public std::enable_shared_from_this<KeycloakRun> {
   void verify() {
     begin("verify");
     const jwt::Expectations expect{discovery_.issuer, spec_->audience, spec_->leeway.count()};
-    auto v = jwt::verify(token_, *jwks_, expect, unix_seconds(clocks_->wall()));
+    const int64_t now = unix_seconds(clocks_->wall());
+    auto v = jwt::verify(token_, *jwks_, expect, now);
+    std::optional<jwt::VerifyResult> id;
+    if (v.ok() && !id_token_.empty()) {
+      id = jwt::verify(id_token_, *jwks_,
+                       {discovery_.issuer, spec_->login->client_id, expect.leeway_seconds}, now);
+    }
     end();
-    if (v.status == jwt::VerifyStatus::unknown_kid && !jwks_fetched_) {
+    const bool unknown_kid = v.status == jwt::VerifyStatus::unknown_kid ||
+                             (id && id->status == jwt::VerifyStatus::unknown_kid);
+    if (unknown_kid && !jwks_fetched_) {
       // The issuer rotated its keys since the cache was filled: fetch once more, then judge.
       trace("the token's key is not in the cached JWKS; fetching it again");
       begin("jwks");
@@ -158,6 +186,17 @@ class KeycloakRun : public std::enable_shared_from_this<KeycloakRun> {
     verified_exp_ = v.exp;
     trace(v.alg + " signature by key '" + v.kid + "' verified; issuer" +
           (spec_->audience.empty() ? "" : ", audience") + " and lifetime ok");
+    if (id) {
+      if (!id->ok())
+        return fail(
+            id->status == jwt::VerifyStatus::malformed ? Reason::protocol : Reason::assertion,
+            "ID token: " + std::string(jwt::to_string(id->status)) + ": " + id->message);
+      if (auto why = login::check_id_token(id->claims, spec_->login->client_id, nonce_);
+          !why.empty())
+        return fail(Reason::assertion, "ID token: " + why);
+      trace("ID token: " + id->alg + " signature by key '" + id->kid +
+            "' verified; iss, aud, exp and nonce ok");
+    }
     check_health();
   }
 
@@ -190,7 +229,7 @@ class KeycloakRun : public std::enable_shared_from_this<KeycloakRun> {
     finish(std::move(out));
   }
 
-  void fail(Reason reason, std::string message) {
+  void fail(Reason reason, const std::string& message) {
     ctx_->tokens().revoke(ctx_->probe_name());
     finish(Outcome::failure(reason, std::string(step_) + ": " + message));
   }
@@ -201,6 +240,7 @@ class KeycloakRun : public std::enable_shared_from_this<KeycloakRun> {
     if (jwks_)
       out.add("probe_keycloak_jwks_keys", kKeysHelp, static_cast<double>(jwks_->keys.size()));
     token_.clear();
+    id_token_.clear();
     done_(std::move(out));
   }
 
@@ -287,7 +327,9 @@ class KeycloakRun : public std::enable_shared_from_this<KeycloakRun> {
   std::vector<std::pair<std::string, double>> durations_;
   oidc::Discovery discovery_;
   oidc::ClientAuth client_auth_ = oidc::ClientAuth::none;
-  std::string token_;  // never logged, traced or put into a message
+  std::string token_;     // never logged, traced or put into a message
+  std::string id_token_;  // grant: authorization_code only; never logged either
+  std::string nonce_;
   std::optional<int64_t> expires_in_;
   std::optional<int64_t> verified_exp_;
   std::shared_ptr<const jwt::Jwks> jwks_;
@@ -311,6 +353,36 @@ std::string KeycloakProbe::target() const {
   while (!base.empty() && base.back() == '/') base.pop_back();
   return strip_userinfo(base + "/realms/" + oidc::path_encode(spec_->realm));
 }
+
+namespace {
+
+// The keys of grant: authorization_code (the login a person makes); the credentials were
+// checked with grant: password's rules.
+bool parse_login(Section& s, KeycloakSpec& spec, const std::optional<std::string>& redirect_uri) {
+  bool ok = true;
+  if (!redirect_uri) {
+    s.error("grant", "grant: authorization_code needs a redirect_uri (one the client allows)");
+    ok = false;
+  } else if (!s.check_url("redirect_uri", *redirect_uri, {"http", "https"})) {
+    ok = false;
+  }
+  if (!spec.verify) {
+    s.error("verify",
+            "grant: authorization_code verifies the ID token; verify: false is not allowed");
+    ok = false;
+  }
+  auto login = std::make_shared<login::LoginSpec>();
+  login->client_id = spec.token.client_id;
+  login->client_secret = spec.token.client_secret;
+  login->username = spec.token.username;
+  login->password = spec.token.password;
+  login->redirect_uri = redirect_uri.value_or("");
+  login->scope = login::with_openid(spec.token.scope);
+  spec.login = std::move(login);
+  return ok;
+}
+
+}  // namespace
 
 std::unique_ptr<Probe> KeycloakProbe::parse(Section& s) {
   KeycloakSpec spec;
@@ -336,16 +408,22 @@ std::unique_ptr<Probe> KeycloakProbe::parse(Section& s) {
   }
   t.client_secret = s.str_or("client_secret", "", Section::secret);
   t.grant = s.str_or("grant", "client_credentials");
-  if (!s.one_of("grant", t.grant, {"client_credentials", "password"})) ok = false;
+  if (!s.one_of("grant", t.grant, {"client_credentials", "password", "authorization_code"}))
+    ok = false;
   auto username = s.str("username");
   auto password = s.str("password", Section::optional, Section::secret);
-  if (t.grant == "password") {
+  auto redirect_uri = s.str("redirect_uri");
+  if (redirect_uri && t.grant != "authorization_code") {
+    s.error("redirect_uri", "only used with grant: authorization_code");
+    ok = false;
+  }
+  if (t.grant == "password" || t.grant == "authorization_code") {
     if (!username || username->empty()) {
-      s.error(username ? "username" : "grant", "grant: password needs a username");
+      s.error(username ? "username" : "grant", "grant: " + t.grant + " needs a username");
       ok = false;
     }
     if (!password) {
-      s.error("grant", "grant: password needs a password");
+      s.error("grant", "grant: " + t.grant + " needs a password");
       ok = false;
     }
   } else if (t.grant == "client_credentials") {
@@ -368,6 +446,7 @@ std::unique_ptr<Probe> KeycloakProbe::parse(Section& s) {
   t.scope = s.str_or("scope", "");
   spec.audience = s.str_or("audience", "");
   spec.verify = s.boolean("verify").value_or(true);
+  if (t.grant == "authorization_code" && !parse_login(s, spec, redirect_uri)) ok = false;
   if (auto h = s.str("health_url")) {
     if (s.check_url("health_url", *h, {"http", "https"})) {
       spec.health_url = *h;

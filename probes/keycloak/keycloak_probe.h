@@ -11,6 +11,7 @@
 #include "agent/config/parse.h"
 #include "agent/core/probe.h"
 #include "probes/keycloak/jwks_cache.h"
+#include "probes/keycloak/login.h"
 #include "probes/keycloak/oidc.h"
 
 namespace pes {
@@ -25,6 +26,8 @@ struct KeycloakSpec {
   TlsOptions tls;
   std::chrono::seconds leeway{30};  // clock skew allowed for exp/nbf/iat
   Clock::duration jwks_refresh_interval = std::chrono::minutes(10);
+  // Set for grant: authorization_code: the login through Keycloak's form (probes/keycloak/login.h).
+  std::shared_ptr<const login::LoginSpec> login;
 
   std::string discovery_url() const { return oidc::discovery_url(url, realm); }
 };

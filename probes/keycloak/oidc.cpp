@@ -142,7 +142,8 @@ std::optional<Discovery> parse_discovery(std::string_view body, std::string& err
   };
   if (!url_member("issuer", d.issuer, true) ||
       !url_member("token_endpoint", d.token_endpoint, true) ||
-      !url_member("jwks_uri", d.jwks_uri, false)) {
+      !url_member("jwks_uri", d.jwks_uri, false) ||
+      !url_member("authorization_endpoint", d.authorization_endpoint, false)) {
     return std::nullopt;
   }
   d.token_auth_methods = string_array(doc, "token_endpoint_auth_methods_supported");

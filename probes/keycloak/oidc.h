@@ -34,6 +34,7 @@ struct Discovery {
   std::string issuer;
   std::string token_endpoint;
   std::string jwks_uri;                         // may be empty when the issuer publishes none
+  std::string authorization_endpoint;           // for grant: authorization_code (the login flow)
   std::vector<std::string> token_auth_methods;  // token_endpoint_auth_methods_supported
   std::vector<std::string> grant_types;         // grant_types_supported (empty = not advertised)
 };

@@ -107,6 +107,17 @@ class TlsConn : public Conn {
     return SSL_write(ssl_.get(), s.data(), static_cast<int>(s.size())) > 0;
   }
   const Socket& socket() const override { return socket_; }
+  // Everything the agent sends until it closes or `wait` passes.
+  std::string read_until_close(std::chrono::milliseconds wait) {
+    timeval tv{static_cast<time_t>(wait.count() / 1000),
+               static_cast<suseconds_t>(wait.count() % 1000 * 1000)};
+    setsockopt(socket_.fd(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::string out;
+    char chunk[4096];
+    int n;
+    while ((n = SSL_read(ssl_.get(), chunk, sizeof chunk)) > 0) out.append(chunk, n);
+    return out;
+  }
   // Through TLS: the session tickets the agent sends after the handshake are data on the socket,
   // so read (with a receive timeout) until the end or `wait`.
   bool closed_by_peer(std::chrono::milliseconds wait) override {
@@ -509,4 +520,39 @@ TEST(Listener, AdHocProbeRunsAreLimitedAndUnknownNamesCostNothing) {
   EXPECT_EQ(statuses[1], 200);
   // The slots are free again once the runs have ended.
   EXPECT_EQ(agent.get("/probe?name=self").status, 200);
+}
+
+TEST(Listener, TlsClientCertificatesWhenAClientCaIsConfigured) {
+  TempDir dir;
+  Fixture certs("certs", {{"KEY_TYPE", "ec"}});
+  write_file(dir.file("agent.yml"),
+             config("  tls_cert_file: " + certs.get("CERT") + "\n  tls_key_file: " +
+                    certs.get("KEY") + "\n  tls_client_ca_file: " + certs.get("CA_FILE") + "\n"));
+  AgentProcess agent(dir.file("agent.yml"), {}, false);
+  signal(SIGPIPE, SIG_IGN);
+  auto client = [&](bool with_cert) {
+    std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_client_method()),
+                                                          &SSL_CTX_free);
+    SSL_CTX_load_verify_locations(ctx.get(), certs.get("CA_FILE").c_str(), nullptr);
+    if (with_cert) {
+      SSL_CTX_use_certificate_file(ctx.get(), certs.get("CLIENT_CERT").c_str(), SSL_FILETYPE_PEM);
+      SSL_CTX_use_PrivateKey_file(ctx.get(), certs.get("CLIENT_KEY").c_str(), SSL_FILETYPE_PEM);
+    }
+    try {
+      TlsConn c(ctx.get(), agent.port());
+      c.send("GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+      return c.read_until_close(5s);
+    } catch (const std::exception& e) {
+      return std::string("handshake failed: ") + e.what();
+    }
+  };
+  std::string with = client(true);
+  for (int i = 0; i < 100 && with.rfind("HTTP/1.1 200", 0) != 0; ++i) {
+    std::this_thread::sleep_for(50ms);
+    with = client(true);
+  }
+  EXPECT_EQ(with.rfind("HTTP/1.1 200", 0), 0u) << with << agent.log();
+  std::string without = client(false);
+  EXPECT_EQ(without.find("HTTP/1.1"), std::string::npos) << without;
+  EXPECT_TRUE(agent.running());
 }
