@@ -118,8 +118,9 @@ Agent::Agent(AgentOptions options)
 Agent::~Agent() { stop(); }
 
 void Agent::start() {
-  auto cfg = load_config(options_.config_file, probe_types());
+  auto cfg = load_placed();
   engine_.apply(cfg);
+  export_fleet(*cfg);
   reload_ok_.Set(1);
   reload_time_.Set(SystemClock::shared()->unix_now());
   engine_.start();
@@ -133,8 +134,9 @@ void Agent::start() {
 std::string Agent::reload() {
   std::lock_guard lock(reload_mu_);
   try {
-    auto cfg = load_config(options_.config_file, probe_types());
+    auto cfg = load_placed();
     engine_.apply(cfg);
+    export_fleet(*cfg);
     web_.set_users(cfg->web.basic_auth_users);
     reload_ok_.Set(1);
     reload_time_.Set(SystemClock::shared()->unix_now());
@@ -167,11 +169,67 @@ std::string Agent::metrics_text() const {
   return out;
 }
 
-std::string Agent::status_json() const {
-  return render_status_json(engine_.view(), engine_.ready(), engine_.clock().unix_now());
+std::shared_ptr<const Config> Agent::load_placed() {
+  auto full = load_config(options_.config_file, probe_types());
+  if (!full->fleet.enabled) {
+    std::lock_guard lock(fleet_mu_);
+    fleet_.reset();
+    return full;
+  }
+  auto fv = std::make_shared<FleetView>();
+  fv->fleet = full->fleet;
+  fv->placement = compute_placement(*full);
+  fv->agent = options_.agent_name;
+  auto mine = apply_placement(full, fv->placement, options_.agent_name);
+  std::lock_guard lock(fleet_mu_);
+  fleet_ = std::move(fv);
+  return mine;
 }
+
+void Agent::export_fleet(const Config& cfg) {
+  if (!cfg.fleet.enabled) return;
+  const FleetMember* self = cfg.fleet.find(options_.agent_name);
+  auto& info = prometheus::BuildGauge()
+                   .Name("pes_agent_fleet_member_info")
+                   .Help("Constant 1: this agent's fleet member name and location.")
+                   .Register(registry_);
+  auto& quorum = prometheus::BuildGauge()
+                     .Name("pes_agent_fleet_quorum")
+                     .Help("Replicas of a probe that must agree before it pages (fleet.quorum).")
+                     .Register(registry_);
+  auto& replicas = prometheus::BuildGauge()
+                       .Name("pes_agent_fleet_replicas")
+                       .Help("Members that run each probe, per location (fleet.replicas).")
+                       .Register(registry_);
+  info.Add({{"member", self->name}, {"member_location", self->location}}).Set(1);
+  quorum.Add({}).Set(cfg.fleet.quorum);
+  replicas.Add({}).Set(cfg.fleet.replicas);
+}
+
+std::string Agent::status_json() const {
+  std::string doc = render_status_json(engine_.view(), engine_.ready(), engine_.clock().unix_now());
+  std::shared_ptr<const FleetView> fv;
+  {
+    std::lock_guard lock(fleet_mu_);
+    fv = fleet_;
+  }
+  if (!fv) return doc;
+  auto j = nlohmann::json::parse(doc);
+  j["fleet"] = render_fleet_json(*fv);
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
 std::string Agent::status_html() const {
-  return render_status_html(engine_.view(), engine_.ready(), engine_.clock().unix_now());
+  std::string page =
+      render_status_html(engine_.view(), engine_.ready(), engine_.clock().unix_now());
+  std::shared_ptr<const FleetView> fv;
+  {
+    std::lock_guard lock(fleet_mu_);
+    fv = fleet_;
+  }
+  size_t at = page.rfind("<p class=\"meta\">Page refreshes");
+  if (!fv || at == std::string::npos) return page;
+  return page.insert(at, render_fleet_html(*fv));
 }
 
 WebResponse Agent::handle_probe(const WebRequest& req) {

@@ -10,6 +10,7 @@
 
 #include "agent/engine/engine.h"
 #include "agent/engine/exposition.h"
+#include "agent/web/fleet_status.h"
 #include "agent/web/web_server.h"
 
 namespace pes {
@@ -17,6 +18,7 @@ namespace pes {
 struct AgentOptions {
   std::string config_file = "/etc/pes-agent/agent.yml";
   std::string listen_address = "0.0.0.0:9469";
+  std::string agent_name;  // --agent.name: this agent's fleet member name (default: hostname)
 };
 
 class Agent {
@@ -38,6 +40,9 @@ class Agent {
 
  private:
   WebResponse handle_probe(const WebRequest& req);
+  // Loads the file and keeps only what the fleet places on this agent (docs/fleet.md).
+  std::shared_ptr<const Config> load_placed();
+  void export_fleet(const Config& cfg);
 
   AgentOptions options_;
   prometheus::Registry registry_;
@@ -50,6 +55,8 @@ class Agent {
   prometheus::Gauge& reload_time_;
   prometheus::Family<prometheus::Counter>& reloads_;
   std::atomic<bool> started_{false};
+  mutable std::mutex fleet_mu_;
+  std::shared_ptr<const FleetView> fleet_;  // null without a fleet: section
   // Ad hoc /probe runs: web.max_probe_requests (read at start) and how many run now.
   int max_probe_requests_ = 4;
   std::atomic<int> probe_requests_in_flight_{0};

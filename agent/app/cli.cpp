@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <iostream>
@@ -19,6 +20,12 @@ namespace {
 constexpr int kNagiosOk = 0;
 constexpr int kNagiosCritical = 2;
 constexpr int kNagiosUnknown = 3;
+
+std::string host_name() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "localhost";
+  return buf;
+}
 
 int check_config(const std::string& file) {
   try {
@@ -142,6 +149,10 @@ int run_cli(int argc, char** argv) {
   std::string log_format = "text";
   app.add_option("--config.file", options.config_file, "Configuration file")->capture_default_str();
   app.add_option("--web.listen-address", options.listen_address, "Address to listen on (HOST:PORT)")
+      ->capture_default_str();
+  options.agent_name = host_name();
+  app.add_option("--agent.name", options.agent_name,
+                 "This agent's name in the fleet: section (default: the host name)")
       ->capture_default_str();
   app.add_option("--log.level", log_level, "debug, info, warn or error")->capture_default_str();
   app.add_option("--log.format", log_format, "text or json")->capture_default_str();

@@ -330,6 +330,7 @@ std::shared_ptr<const Config> parse_config(const std::string& text, const std::s
           ps.error(ps.has("timeout") || !has_interval ? "timeout" : "interval", msg);
         }
         pc.depends_on = ps.str_list("depends_on");
+        pc.locations = ps.str_list("locations");
         if (!pc.depends_on.empty()) {
           auto dn = ps.raw("depends_on");
           dep_refs.push_back({pc.depends_on, {dn.Mark(), ps.path_of("depends_on")}});
@@ -391,6 +392,8 @@ std::shared_ptr<const Config> parse_config(const std::string& text, const std::s
     }
     check_cycles(ctx, *cfg, dep_where);
     read_platform_sections(top, *cfg, marks);
+    parse_fleet(top, *cfg, list);
+    ctx.take_fingerprint();
   } catch (const YAML::Exception& e) {
     ctx.error(e.mark, "", std::string("YAML error: ") + e.what());
   }

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/config/fleet.h"
 #include "agent/config/maintenance.h"
 #include "agent/config/parse.h"
 #include "agent/core/probe.h"
@@ -24,6 +25,7 @@ struct ProbeConfig {
   int failure_threshold = 3;
   int success_threshold = 1;
   std::vector<std::string> depends_on;
+  std::vector<std::string> locations;  // fleet locations it must be checked from (fleet.h)
   // Its own maintenance windows and the global ones that apply to it.
   std::vector<MaintenanceWindow> maintenance;
   // Successful runs slower than this make the probe degraded (probe_degraded); none = never.
@@ -60,6 +62,7 @@ struct Config {
   // Probes that stand for the agent's path to the platform; lost when all of them fail.
   std::vector<std::string> connectivity;
   WebConfig web;
+  FleetConfig fleet;
   std::vector<ProbeConfig> probes;
   std::shared_ptr<Redactor> redactor;
 
