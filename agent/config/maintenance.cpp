@@ -70,8 +70,13 @@ bool MaintenanceWindow::active(double unix_seconds) const {
 
 std::string MaintenanceWindow::describe() const {
   std::string days;
-  for (size_t i = 0; i < kDays.size(); ++i)
-    if (weekdays & (1u << i)) days += (days.empty() ? "" : ",") + std::string(kDays[i]);
+  // Appended piece by piece: GCC 12 at -O3 warns (-Wrestrict, a false positive) on
+  // `const char* + std::string&&`.
+  for (size_t i = 0; i < kDays.size(); ++i) {
+    if (!(weekdays & (1u << i))) continue;
+    if (!days.empty()) days += ',';
+    days += kDays[i];
+  }
   char start[32];
   std::snprintf(start, sizeof start, "%02d:%02d", start_minute / 60, start_minute % 60);
   return days + " " + start + " for " + format_duration(duration) + " (" + time_zone + ")";
