@@ -120,6 +120,20 @@ api() { ip netns exec "$NS" curl -fsS --max-time 5 "$@"; }
 am_args=("${am_args[@]/\/etc\/alertmanager/$ROOT/etc/alertmanager}")
 log "starting Alertmanager: ${am_args[*]}"
 in_stack prometheus-alertmanager "${am_args[@]}" >"$TMP/am.log" 2>&1 &
+# compose/agent.yml's connectivity checks (reach-keycloak, reach-nextcloud, reach-jitsi) are TCP
+# connects to the platform's front doors. With none of them answering the agent would (rightly)
+# say it cannot see the platform and record every other failure as unknown, so one front door
+# accepts connections here: the platform is reachable, postgres is not.
+kc_ip=$(awk '$2 == "keycloak" {print $1}' "/etc/netns/$NS/hosts")
+[ -n "$kc_ip" ] || fail "no address for keycloak in the namespace's hosts file"
+ip netns exec "$NS" "$PY" -c '
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 8080))
+s.listen(128)
+time.sleep(3600)' "$kc_ip" >"$TMP/frontdoor.log" 2>&1 &
+log "a front door accepts on keycloak:8080 ($kc_ip), so the connectivity checks see the platform"
 log "starting the agent: $bin ${agent_args[*]}"
 in_stack "$bin" "${agent_args[@]}" >"$TMP/agent.log" 2>&1 &
 log "starting Prometheus: ${prom_args[*]}"
@@ -142,7 +156,7 @@ want_rules=$("$PY" -c 'import glob,yaml; print(sum(len(g["rules"]) for f in glob
 [ "$nrules" = "$want_rules" ] || fail "Prometheus loaded $nrules rules, alerts/*.rules.yml hold $want_rules"
 log "  all three serve; Prometheus loaded the $nrules rules of alerts/ from /etc/prometheus/rules"
 
-log "waiting for Prometheus to scrape pes-agent:9469 (scrape interval 15s)"
+log "waiting for Prometheus to scrape pes-agent:9469 (its scrape interval)"
 targets=""
 for ((i = 0; i < 60; i++)); do
   targets=$(api http://prometheus:9090/api/v1/targets) &&
