@@ -88,6 +88,9 @@ ninja -C "$build" -j"${PES_FUZZ_JOBS:-2}" pes_core pes_probes >"$build/build.log
 libs=("$build/libpes_probes.a" "$build/libpes_core.a"
   -lprometheus-cpp-core -lcurl -lyaml-cpp -lspdlog -lfmt -lssl -lcrypto -lre2 -lexpat
   -lpq -lldap -llber -lpthread)
+# absl::time (maintenance windows) and libxml2 (the keycloak login flow): from their pkg-config files.
+read -r -a pc_libs <<<"$(pkg-config --libs absl_time libxml-2.0)"
+libs+=("${pc_libs[@]}")
 cxxflags=(-std=c++20 $flags -Wall -Wextra -Wpedantic -Werror -I"$here" -I"$build/generated"
   -isystem /usr/include/postgresql -DSPDLOG_COMPILED_LIB -DSPDLOG_FMT_EXTERNAL -DSPDLOG_SHARED_LIB
   -DFMT_SHARED)

@@ -32,6 +32,8 @@ BUILD_PKGS=(
   zlib1g-dev
   # the keycloak probe's login flow: libxml2's HTML parser reads Keycloak's login page
   libxml2-dev
+  # IANA time zones for maintenance windows (absl::time, agent/config/maintenance.cpp)
+  libabsl-dev
 )
 
 if [ "$(id -u)" -ne 0 ]; then

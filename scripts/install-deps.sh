@@ -42,8 +42,6 @@ TEST_PKGS=(
   python3-yaml
   chromium
 )
-# IANA time zones for maintenance windows (absl::time, agent/config/maintenance.cpp)
-PKGS+=(libabsl-dev)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-deps.sh: run as root (it calls apt-get)" >&2
