@@ -42,8 +42,8 @@ ConfigError::ConfigError(std::vector<ConfigIssue> issues)
 ParseContext::ParseContext(std::string file, std::shared_ptr<Redactor> redactor)
     : file_(std::move(file)), redactor_(std::move(redactor)) {}
 
-// NOLINTNEXTLINE(performance-unnecessary-value-param): one copy per configuration error; the
-// signature in parse.h is left to the agent/config refactoring under way.
+// By value: one copy per configuration error; the signature in parse.h is shared by every section.
+// NOLINTNEXTLINE(performance-unnecessary-value-param)
 void ParseContext::error(const YAML::Mark& mark, const std::string& path, std::string message) {
   ConfigIssue issue;
   issue.file = file_;

@@ -114,7 +114,7 @@ class Engine::Context : public RunContext {
   std::vector<EventLoop::HttpId> http_ids_;  // loop thread
 };
 
-Engine::Engine(EngineOptions options)
+Engine::Engine(const EngineOptions& options)
     : options_(options),
       pool_(options.workers),
       clock_(options.clock ? options.clock : SystemClock::shared()),
@@ -171,7 +171,7 @@ void Engine::apply(std::shared_ptr<const Config> config) {
   ready_ = true;
 }
 
-void Engine::swap_in(std::shared_ptr<const Config> config) {
+void Engine::swap_in(const std::shared_ptr<const Config>& config) {
   std::vector<std::shared_ptr<ProbeRuntime>> current;
   std::vector<RunningProbe> running;
   for (auto& [id, rt] : by_id_) {

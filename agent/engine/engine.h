@@ -64,7 +64,7 @@ struct EngineOptions {
 
 class Engine {
  public:
-  explicit Engine(EngineOptions options = {});
+  explicit Engine(const EngineOptions& options = {});
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -126,7 +126,7 @@ class Engine {
   void index_graph(const std::vector<std::shared_ptr<ProbeRuntime>>& list);
   void dispatch_due();
   void arm_scheduler();
-  void swap_in(std::shared_ptr<const Config> config);
+  void swap_in(const std::shared_ptr<const Config>& config);
 
   EngineOptions options_;
   std::unique_ptr<EngineMetrics> metrics_;
