@@ -99,7 +99,7 @@ class KeycloakRun : public std::enable_shared_from_this<KeycloakRun> {
           std::find(discovery_.grant_types.begin(), discovery_.grant_types.end(),
                     spec_->token.grant) == discovery_.grant_types.end())
         msg += " (the issuer does not advertise grant " + spec_->token.grant + ")";
-      return fail(t.reason, std::move(msg));
+      return fail(t.reason, msg);
     }
     token_ = std::move(t.access_token);
     expires_in_ = t.expires_in;
@@ -118,7 +118,7 @@ class KeycloakRun : public std::enable_shared_from_this<KeycloakRun> {
   }
 
   void on_login(login::Result r) {
-    if (!r.ok) return fail(r.reason, std::move(r.message));
+    if (!r.ok) return fail(r.reason, r.message);
     token_ = std::move(r.token.access_token);
     expires_in_ = r.token.expires_in;
     id_token_ = std::move(r.id_token);
@@ -281,7 +281,7 @@ class KeycloakRun : public std::enable_shared_from_this<KeycloakRun> {
   // False (and the run failed) unless r is an HTTP answer with a 2xx status.
   bool answered_2xx(const HttpResponse& r, const std::string& url) {
     if (auto failed = expect_2xx(r, url)) {
-      fail(failed->reason, std::move(failed->message));
+      fail(failed->reason, failed->message);
       return false;
     }
     return true;
