@@ -166,7 +166,7 @@ void Engine::apply(std::shared_ptr<const Config> config) {
     });
     fut.get();
   } else {
-    swap_in(std::move(config));
+    swap_in(config);
   }
   ready_ = true;
 }

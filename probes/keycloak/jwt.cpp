@@ -77,8 +77,8 @@ std::optional<std::string> ecdsa_raw_to_der(std::string_view raw, size_t part_by
   BignumPtr s(BN_bin2bn(data + part_bytes, static_cast<int>(part_bytes), nullptr));
   EcdsaSigPtr sig(ECDSA_SIG_new());
   if (!r || !s || !sig || ECDSA_SIG_set0(sig.get(), r.get(), s.get()) != 1) return std::nullopt;
-  r.release();  // now owned by sig
-  s.release();
+  static_cast<void>(r.release());  // now owned by sig
+  static_cast<void>(s.release());
   const int len = i2d_ECDSA_SIG(sig.get(), nullptr);
   if (len <= 0) return std::nullopt;
   std::string der(static_cast<size_t>(len), '\0');
