@@ -172,6 +172,14 @@ def agent_config(src, ep, secrets_dir, scale, extra=None):
             base = ep["jitsi"]["URL"]
             p["jitsi"].update(url=base + "/jitsi/", jicofo_health_url=base + "/jicofo/about/health",
                               jvb_health_url=base + "/jvb/about/health")
+        elif t == "tcp":
+            # The connectivity checks (front doors of the platform): the same front doors here.
+            host = p["tcp"]["address"].rsplit(":", 1)[0]
+            ports = {"keycloak": urllib.parse.urlsplit(ep["oidc"]["URL"]).port,
+                     "nextcloud": ep["standin"]["nextcloud"], "jitsi-web": ep["jitsi"]["PORT"]}
+            if host not in ports:
+                raise RuntimeError("drill does not know the front door %s of probe %s" % (host, name))
+            p["tcp"]["address"] = "127.0.0.1:%s" % ports[host]
         else:
             raise RuntimeError("drill does not know how to place probe %s (type %s)" % (name, t))
         if scale != 1:
@@ -183,7 +191,7 @@ def agent_config(src, ep, secrets_dir, scale, extra=None):
             cfg["global"][k] = scale_duration(cfg["global"][k], scale)
     assert_only_changed(orig, cfg, {"host", "port", "dbname", "user", "password", "url", "bind_dn", "base",
                                     "client_id", "client_secret", "health_url", "jicofo_health_url",
-                                    "jvb_health_url", "interval", "timeout"}, src)
+                                    "jvb_health_url", "interval", "timeout", "address"}, src)
     if extra:
         extra(cfg)
     return cfg
