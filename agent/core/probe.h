@@ -47,15 +47,25 @@ class RunContext {
   // Starts an HTTP request on the event loop. `done` runs on the loop thread, once, before the
   // deadline (a request still running at the deadline fails with reason timeout).
   virtual void http(HttpRequest request, std::function<void(HttpResponse)> done) = 0;
-  // Runs blocking work (libpq, libldap, sockets) on the bounded worker pool. The work must honour
+  // Runs blocking work (libpq, a name lookup) on the bounded worker pool. The work must honour
   // deadline() itself; the engine stops waiting for it at the deadline.
   virtual void blocking(std::function<void()> work) = 0;
+  // For probes that drive a socket of their own on the event loop (tcp, ldap), without the worker
+  // pool's two thread hand-offs per run. Loop thread only. Calls `ready` once, on the loop thread:
+  // true when fd is ready for `events` (POLLIN and/or POLLOUT; an error or hang-up counts as
+  // ready), false when the run's deadline comes first. Never calls it from inside wait_fd itself.
+  // Once the run is over (the engine gave up at the deadline) pending waits are dropped.
+  virtual void wait_fd(int fd, short events, std::function<void(bool ready)> ready) = 0;
+  // Runs fn on the loop thread (from any thread, e.g. at the end of blocking work), unless the run
+  // is over by then.
+  virtual void on_loop(std::function<void()> fn) = 0;
   virtual TokenStore& tokens() = 0;
   virtual Trace& trace() = 0;
 };
 using RunContextPtr = std::shared_ptr<RunContext>;
 
-// Called exactly once per run, from any thread. Later calls are ignored.
+// Called exactly once per run, from any thread. Later calls are ignored. Probe::run() is called on
+// the loop thread.
 using Done = std::function<void(Outcome)>;
 
 // One configured check. run() starts a run and arranges for done to be called; it never throws.

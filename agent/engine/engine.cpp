@@ -1,6 +1,8 @@
 #include "agent/engine/engine.h"
 
+#include <poll.h>
 #include <spdlog/spdlog.h>
+#include <sys/epoll.h>
 
 #include <algorithm>
 #include <chrono>
@@ -93,11 +95,46 @@ class Engine::Context : public RunContext {
 
   void blocking(std::function<void()> work) override { engine_->pool_.submit(std::move(work)); }
 
+  void wait_fd(int fd, short events, std::function<void(bool)> ready) override {
+    if (finished_) return;
+    EventLoop& loop = engine_->loop_;
+    const uint64_t key = next_wait_++;
+    uint32_t ev = 0;
+    if (events & POLLIN) ev |= EPOLLIN;
+    if (events & POLLOUT) ev |= EPOLLOUT;
+    // Whichever of the watch and the deadline comes first cancels the other and calls `ready`.
+    auto fn = std::make_shared<std::function<void(bool)>>(std::move(ready));
+    auto self = std::static_pointer_cast<Context>(shared_from_this_());
+    auto timer = loop.add_timer(deadline_, [self, key, fn] {
+      self->end_wait(key, /*ready=*/false);
+      (*fn)(false);
+    });
+    auto watch = loop.watch_fd(fd, ev, [self, key, fn] {
+      self->end_wait(key, /*ready=*/true);
+      (*fn)(true);
+    });
+    waits_.emplace(key, PendingWait{watch, timer});
+  }
+
+  void on_loop(std::function<void()> fn) override {
+    auto self = std::static_pointer_cast<Context>(shared_from_this_());
+    engine_->loop_.post([self, fn = std::move(fn)] {
+      if (!self->finished_) fn();
+    });
+  }
+
   // Loop thread: the run is over; abandon what it still has going.
   void finish() {
     finished_ = true;
     for (auto id : http_ids_) engine_->loop_.cancel_http(id);
     http_ids_.clear();
+    // Dropping the callbacks may free the run and close its socket: the watches go first.
+    auto waits = std::move(waits_);
+    waits_.clear();
+    for (auto& [key, w] : waits) {
+      engine_->loop_.cancel_timer(w.timer);
+      engine_->loop_.cancel_watch(w.watch);
+    }
   }
 
   void set_self(const std::shared_ptr<Context>& self) { weak_self_ = self; }
@@ -110,8 +147,28 @@ class Engine::Context : public RunContext {
   Clock::time_point deadline_;
   Trace trace_;
   std::weak_ptr<Context> weak_self_;
-  bool finished_ = false;                    // loop thread
-  std::vector<EventLoop::HttpId> http_ids_;  // loop thread
+  // The wait that ended stops its other half (the timer when the fd became ready, the watch when
+  // the deadline came).
+  void end_wait(uint64_t key, bool ready) {
+    auto it = waits_.find(key);
+    if (it == waits_.end()) return;
+    if (ready) {
+      engine_->loop_.cancel_timer(it->second.timer);
+    } else {
+      engine_->loop_.cancel_watch(it->second.watch);
+    }
+    waits_.erase(it);
+  }
+
+  struct PendingWait {
+    EventLoop::WatchId watch = 0;
+    EventLoop::TimerId timer = 0;
+  };
+
+  bool finished_ = false;                            // loop thread
+  std::vector<EventLoop::HttpId> http_ids_;          // loop thread
+  uint64_t next_wait_ = 1;                           // loop thread
+  std::unordered_map<uint64_t, PendingWait> waits_;  // loop thread
 };
 
 Engine::Engine(const EngineOptions& options)

@@ -99,6 +99,12 @@ std::optional<std::string> connect_as(const std::string& url, const std::string&
 size_t on_body(char* data, size_t size, size_t n, void* userp);
 size_t on_header(char* data, size_t size, size_t n, void* userp);
 
+// epoll_event.data of the loop's own fds: libcurl's sockets carry the fd (below 2^31), the wake-up
+// eventfd kWake, a watched fd its watch id with kWatchTag set. An event of a watch that is gone (a
+// stale event in the same batch) then finds no watch instead of another fd's owner.
+constexpr uint64_t kWatchTag = uint64_t{1} << 63;
+constexpr uint64_t kWake = uint64_t{1} << 62;
+
 }  // namespace
 
 struct EventLoop::Transfer {
@@ -156,7 +162,7 @@ EventLoop::EventLoop()
       wake_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
   epoll_event ev{};
   ev.events = EPOLLIN;
-  ev.data.fd = wake_fd_.get();
+  ev.data.u64 = kWake;
   epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, wake_fd_.get(), &ev);
   curl_share_setopt(share_.get(), CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
   curl_multi_setopt(multi_.get(), CURLMOPT_SOCKETFUNCTION, &EventLoop::on_socket);
@@ -171,6 +177,9 @@ EventLoop::~EventLoop() {
   for (auto& [id, t] : transfers_) curl_multi_remove_handle(multi_.get(), t->easy.get());
   transfers_.clear();
   idle_handles_.clear();
+  auto watches = std::move(watches_);  // their callbacks may own probe runs (and their sockets)
+  watch_by_fd_.clear();
+  watches.clear();
   multi_.reset();
 }
 
@@ -240,7 +249,7 @@ int EventLoop::on_socket(CURL*, curl_socket_t s, int what, void* userp, void* so
     return 0;
   }
   epoll_event ev{};
-  ev.data.fd = s;
+  ev.data.u64 = static_cast<uint64_t>(s);
   if (what & CURL_POLL_IN) ev.events |= EPOLLIN;
   if (what & CURL_POLL_OUT) ev.events |= EPOLLOUT;
   if (socketp) {
@@ -282,12 +291,17 @@ void EventLoop::run() {
     int n = epoll_wait(epoll_fd_.get(), events.data(), static_cast<int>(events.size()),
                        static_cast<int>(wait_ms));
     for (int i = 0; i < n; ++i) {
-      int fd = events[i].data.fd;
-      if (fd == wake_fd_.get()) {
+      const uint64_t tag = events[i].data.u64;
+      if (tag == kWake) {
         uint64_t v;
         [[maybe_unused]] auto r = read(wake_fd_.get(), &v, sizeof v);
         continue;
       }
+      if (tag & kWatchTag) {
+        fire_watch(tag & ~kWatchTag);
+        continue;
+      }
+      const int fd = static_cast<int>(tag);
       int flags = 0;
       if (events[i].events & EPOLLIN) flags |= CURL_CSELECT_IN;
       if (events[i].events & EPOLLOUT) flags |= CURL_CSELECT_OUT;
@@ -405,6 +419,42 @@ EventLoop::HttpId EventLoop::start_http(const HttpRequest& req, Clock::time_poin
   transfers_.emplace(id, std::move(t));
   curl_multi_add_handle(multi_.get(), e);
   return id;
+}
+
+EventLoop::WatchId EventLoop::watch_fd(int fd, uint32_t events, std::function<void()> fn) {
+  assert(in_loop() || !running_);
+  if (auto old = watch_by_fd_.find(fd); old != watch_by_fd_.end()) cancel_watch(old->second);
+  WatchId id = next_watch_id_++;
+  epoll_event ev{};
+  ev.events = events & (EPOLLIN | EPOLLOUT);
+  ev.data.u64 = kWatchTag | id;
+  if (epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
+    // Not pollable (never expected for a socket): report it ready, so the caller's next read or
+    // write meets the error itself.
+    post([this, id] { fire_watch(id); });
+  }
+  watches_.emplace(id, Watch{fd, std::move(fn)});
+  watch_by_fd_[fd] = id;
+  return id;
+}
+
+void EventLoop::cancel_watch(WatchId id) {
+  auto it = watches_.find(id);
+  if (it == watches_.end()) return;
+  epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, it->second.fd, nullptr);
+  watch_by_fd_.erase(it->second.fd);
+  auto fn = std::move(it->second.fn);  // destroyed after the maps are consistent
+  watches_.erase(it);
+}
+
+void EventLoop::fire_watch(WatchId id) {
+  auto it = watches_.find(id);
+  if (it == watches_.end()) return;
+  epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, it->second.fd, nullptr);
+  watch_by_fd_.erase(it->second.fd);
+  auto fn = std::move(it->second.fn);
+  watches_.erase(it);
+  fn();
 }
 
 void EventLoop::cancel_http(HttpId id) {

@@ -1,5 +1,7 @@
 // One thread that owns a libcurl multi handle, an epoll set and a timer queue. Other threads hand
-// it work with post(); loop-only functions assert the thread they run on (trantor's shape).
+// it work with post(); loop-only functions assert the thread they run on (trantor's shape). Besides
+// libcurl's sockets it watches the sockets of the probes that speak their protocol themselves
+// (tcp, ldap): watch_fd().
 #pragma once
 
 #include <curl/curl.h>
@@ -24,6 +26,7 @@ class EventLoop {
   using TimerId = uint64_t;
   using HttpId = uint64_t;
   using HttpDone = std::function<void(HttpResponse)>;
+  using WatchId = uint64_t;
 
   EventLoop();
   ~EventLoop();
@@ -46,6 +49,14 @@ class EventLoop {
   // Abandons a transfer: its callback will not run.
   void cancel_http(HttpId id);
   size_t transfers() const { return transfers_.size(); }
+  // Calls fn once, when fd is ready for `events` (EPOLLIN and/or EPOLLOUT; an error or a hang-up
+  // counts as ready: the next read or write reports it). One watch per fd at a time; a new watch
+  // of the same fd replaces the old one. The watch must be cancelled (or have fired) before the fd
+  // is closed.
+  WatchId watch_fd(int fd, uint32_t events, std::function<void()> fn);
+  // Drops a watch that has not fired: fn will not run (and is destroyed here).
+  void cancel_watch(WatchId id);
+  size_t watches() const { return watches_.size(); }
 
   struct Transfer;  // one transfer's state (defined in the .cpp; public for libcurl's callbacks)
 
@@ -55,6 +66,7 @@ class EventLoop {
   void drain_posted();
   void check_multi_info();
   void finish(CURL* easy, CURLcode code);
+  void fire_watch(WatchId id);
   static int on_socket(CURL* easy, curl_socket_t s, int what, void* userp, void* socketp);
   static int on_timer(CURLM* multi, long timeout_ms, void* userp);
 
@@ -78,6 +90,14 @@ class EventLoop {
   HttpId next_http_id_ = 1;
   std::unordered_map<HttpId, std::unique_ptr<Transfer>> transfers_;
   std::vector<CurlEasy> idle_handles_;  // easy handles kept for reuse
+
+  struct Watch {
+    int fd = -1;
+    std::function<void()> fn;
+  };
+  WatchId next_watch_id_ = 1;
+  std::unordered_map<WatchId, Watch> watches_;
+  std::unordered_map<int, WatchId> watch_by_fd_;
 };
 
 }  // namespace pes

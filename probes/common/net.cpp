@@ -5,64 +5,97 @@
 
 #include <cerrno>
 #include <cstring>
-
-#include "probes/common/deadline.h"
+#include <memory>
 
 namespace pes {
 
 namespace {
 
-// The outcome of one address: connected, failed (try the next one) or out of time.
-enum class Attempt { connected, failed, timed_out };
+// One connect: the lookup, then each address in turn until one accepts.
+class TcpConnect : public std::enable_shared_from_this<TcpConnect> {
+ public:
+  TcpConnect(RunContextPtr ctx, std::string host, std::string port, std::string target,
+             Connected done)
+      : ctx_(std::move(ctx)),
+        host_(std::move(host)),
+        port_(std::move(port)),
+        target_(std::move(target)),
+        done_(std::move(done)) {}
 
-Attempt connect_one(const addrinfo& a, Clock::time_point deadline, UniqueFd& sock,
-                    std::string& error) {
-  sock.reset(socket(a.ai_family, a.ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a.ai_protocol));
-  if (!sock) {
-    error = std::strerror(errno);
-    return Attempt::failed;
+  void start() {
+    if (lookup(AI_NUMERICHOST | AI_NUMERICSERV) == 0) return try_address(addrs_.get());
+    // A name: getaddrinfo may wait on a DNS server, so it runs on the pool, never on the loop.
+    ctx_->blocking([self = shared_from_this()] {
+      const int gai = self->lookup(AI_ADDRCONFIG);
+      self->ctx_->on_loop([self, gai] { self->resolved(gai); });
+    });
   }
-  if (connect(sock.get(), a.ai_addr, a.ai_addrlen) == 0) return Attempt::connected;
-  if (errno != EINPROGRESS) {
-    error = std::strerror(errno);
-    return Attempt::failed;
+
+ private:
+  int lookup(int flags) {
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = flags;
+    addrinfo* res = nullptr;
+    const int gai = getaddrinfo(host_.c_str(), port_.c_str(), &hints, &res);
+    addrs_.reset(res);
+    return gai;
   }
-  if (!wait_fd(sock.get(), POLLOUT, deadline)) return Attempt::timed_out;
-  int err = 0;
-  socklen_t len = sizeof err;
-  getsockopt(sock.get(), SOL_SOCKET, SO_ERROR, &err, &len);
-  if (err == 0) return Attempt::connected;
-  error = std::strerror(err);
-  return Attempt::failed;
-}
+
+  void resolved(int gai) {
+    if (gai != 0)
+      return fail(
+          Outcome::failure(Reason::dns, "cannot resolve " + host_ + ": " + gai_strerror(gai)));
+    try_address(addrs_.get());
+  }
+
+  void try_address(const addrinfo* a) {
+    if (!a)
+      return fail(
+          Outcome::failure(Reason::connect, "cannot connect to " + target_ + ": " + last_error_));
+    sock_.reset(
+        socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol));
+    if (!sock_) {
+      last_error_ = std::strerror(errno);
+      return try_address(a->ai_next);
+    }
+    if (::connect(sock_.get(), a->ai_addr, a->ai_addrlen) == 0) return connected();
+    if (errno != EINPROGRESS) {
+      last_error_ = std::strerror(errno);
+      return try_address(a->ai_next);
+    }
+    ctx_->wait_fd(sock_.get(), POLLOUT, [self = shared_from_this(), a](bool ready) {
+      if (!ready)
+        return self->fail(
+            Outcome::failure(Reason::timeout, "connect to " + self->target_ + " timed out"));
+      int err = 0;
+      socklen_t len = sizeof err;
+      getsockopt(self->sock_.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+      if (err == 0) return self->connected();
+      self->last_error_ = std::strerror(err);
+      self->try_address(a->ai_next);
+    });
+  }
+
+  void connected() { done_(std::nullopt, std::move(sock_)); }
+  void fail(Outcome failure) {
+    sock_.reset();
+    done_(std::move(failure), UniqueFd());
+  }
+
+  RunContextPtr ctx_;
+  const std::string host_, port_, target_;
+  Connected done_;
+  AddrInfoPtr addrs_;
+  UniqueFd sock_;
+  std::string last_error_ = "no address";
+};
 
 }  // namespace
 
-std::optional<Outcome> connect_tcp(const std::string& host, const std::string& port,
-                                   const std::string& target, Clock::time_point deadline,
-                                   UniqueFd& out) {
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_ADDRCONFIG;
-  addrinfo* res = nullptr;
-  int gai = getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
-  AddrInfoPtr addrs(res);
-  if (gai != 0)
-    return Outcome::failure(Reason::dns, "cannot resolve " + host + ": " + gai_strerror(gai));
-  std::string last_error = "no address";
-  for (const addrinfo* a = addrs.get(); a; a = a->ai_next) {
-    UniqueFd sock;
-    switch (connect_one(*a, deadline, sock, last_error)) {
-      case Attempt::connected:
-        out = std::move(sock);
-        return std::nullopt;
-      case Attempt::timed_out:
-        return Outcome::failure(Reason::timeout, "connect to " + target + " timed out");
-      case Attempt::failed:
-        break;
-    }
-  }
-  return Outcome::failure(Reason::connect, "cannot connect to " + target + ": " + last_error);
+void connect_tcp(const RunContextPtr& ctx, const std::string& host, const std::string& port,
+                 const std::string& target, Connected done) {
+  std::make_shared<TcpConnect>(ctx, host, port, target, std::move(done))->start();
 }
 
 std::string bracket_host(const std::string& host) {

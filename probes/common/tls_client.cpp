@@ -7,8 +7,7 @@
 #include <poll.h>
 
 #include <ctime>
-
-#include "probes/common/deadline.h"
+#include <memory>
 
 namespace pes {
 
@@ -65,21 +64,34 @@ std::optional<Outcome> make_session(TlsSession& session, int fd, const TlsOption
   return std::nullopt;
 }
 
-// Drives SSL_connect on the non-blocking socket until done, failed or out of time.
-std::optional<Outcome> handshake(SSL* ssl, int fd, const TlsPeer& peer,
-                                 Clock::time_point deadline) {
-  ERR_clear_error();
-  while (true) {
-    int r = SSL_connect(ssl);
-    if (r == 1) return std::nullopt;
-    int e = SSL_get_error(ssl, r);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-      if (!wait_fd(fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline))
-        return Outcome::failure(Reason::timeout, "TLS handshake with " + peer.target +
-                                                     " did not finish before the deadline");
-      continue;
-    }
-    long verify = SSL_get_verify_result(ssl);
+// Drives SSL_connect on the non-blocking socket, waiting on the loop whenever OpenSSL wants to
+// read or write, until done, failed or out of time.
+class Handshake : public std::enable_shared_from_this<Handshake> {
+ public:
+  Handshake(RunContextPtr ctx, SSL* ssl, int fd, std::string target, Handshaken done)
+      : ctx_(std::move(ctx)),
+        ssl_(ssl),
+        fd_(fd),
+        target_(std::move(target)),
+        done_(std::move(done)) {}
+
+  void step() {
+    ERR_clear_error();
+    const int r = SSL_connect(ssl_);
+    if (r == 1) return done_(std::nullopt);
+    const int e = SSL_get_error(ssl_, r);
+    if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) return done_(failure(e));
+    ctx_->wait_fd(
+        fd_, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, [self = shared_from_this()](bool ready) {
+          if (ready) return self->step();
+          self->done_(Outcome::failure(Reason::timeout, "TLS handshake with " + self->target_ +
+                                                            " did not finish before the deadline"));
+        });
+  }
+
+ private:
+  Outcome failure(int e) const {
+    const long verify = SSL_get_verify_result(ssl_);
     if (verify != X509_V_OK)
       return Outcome::failure(Reason::tls, std::string("certificate verification failed: ") +
                                                X509_verify_cert_error_string(verify));
@@ -88,15 +100,21 @@ std::optional<Outcome> handshake(SSL* ssl, int fd, const TlsPeer& peer,
       err = "the server closed the connection during the TLS handshake";
     return Outcome::failure(Reason::tls, err);
   }
-}
+
+  RunContextPtr ctx_;
+  SSL* ssl_;  // the caller's session owns it
+  int fd_;
+  std::string target_;
+  Handshaken done_;
+};
 
 }  // namespace
 
-std::optional<Outcome> tls_handshake(TlsSession& session, int fd, const TlsOptions& options,
-                                     const TlsPeer& peer, Clock::time_point deadline) {
-  if (auto failed = make_context(session, options, peer)) return failed;
-  if (auto failed = make_session(session, fd, options, peer)) return failed;
-  return handshake(session.ssl.get(), fd, peer, deadline);
+void tls_handshake(const RunContextPtr& ctx, TlsSession& session, int fd, const TlsOptions& options,
+                   const TlsPeer& peer, Handshaken done) {
+  if (auto failed = make_context(session, options, peer)) return done(std::move(failed));
+  if (auto failed = make_session(session, fd, options, peer)) return done(std::move(failed));
+  std::make_shared<Handshake>(ctx, session.ssl.get(), fd, peer.target, std::move(done))->step();
 }
 
 std::optional<int64_t> earliest_cert_expiry(SSL* ssl) {

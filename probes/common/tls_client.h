@@ -1,13 +1,16 @@
 // The TLS client of the probes that run TLS on a socket of their own (tcp, ldap): context set-up
-// from the common `tls` block, the handshake within the deadline, and the certificate-chain expiry.
+// from the common `tls` block, the handshake on the event loop within the deadline, and the
+// certificate-chain expiry.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
 #include "agent/core/handles.h"
 #include "agent/core/http_types.h"
+#include "agent/core/probe.h"
 #include "agent/core/types.h"
 
 namespace pes {
@@ -26,11 +29,16 @@ struct TlsSession {
   SslPtr ssl;
 };
 
+// Called once, on the loop thread: nullopt when the handshake completed, else the failure
+// (config, tls, timeout or internal).
+using Handshaken = std::function<void(std::optional<Outcome> failed)>;
+
 // Sets up a session on the connected, non-blocking socket fd with the options' CA, client
-// certificate and verification, and completes the handshake before the deadline. nullopt on
-// success; else the failure (config, tls, timeout or internal).
-std::optional<Outcome> tls_handshake(TlsSession& session, int fd, const TlsOptions& options,
-                                     const TlsPeer& peer, Clock::time_point deadline);
+// certificate and verification, and drives the handshake on the loop (ctx.wait_fd) until it
+// completes or the run's deadline passes. `session` must outlive the handshake (the caller's run
+// owns both; `done` keeps the run alive). Loop thread only.
+void tls_handshake(const RunContextPtr& ctx, TlsSession& session, int fd, const TlsOptions& options,
+                   const TlsPeer& peer, Handshaken done);
 
 // The earliest notAfter of the peer's certificate chain, unix seconds.
 std::optional<int64_t> earliest_cert_expiry(SSL* ssl);

@@ -5,6 +5,7 @@
 #include <openldap.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <poll.h>
 #include <sys/time.h>
 
 #include <cerrno>
@@ -40,15 +41,6 @@ void ldap_global_init() {
     int version = LDAP_VERSION3;
     ldap_set_option(nullptr, LDAP_OPT_PROTOCOL_VERSION, &version);
   });
-}
-
-// Bounds libldap's waits for answers (LDAP_OPT_TIMEOUT) and any connection it would open itself.
-bool arm_timeouts(LDAP* ld, Clock::time_point deadline) {
-  timeval tv{};
-  if (!time_left(deadline, tv)) return false;
-  ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &tv);
-  ldap_set_option(ld, LDAP_OPT_TIMEOUT, &tv);
-  return true;
 }
 
 std::string diagnostic(LDAP* ld) {
@@ -92,8 +84,8 @@ bool filter_looks_valid(const std::string& f) {
 
 // ---------------------------------------------------------------------------------------------
 // A libldap Sockbuf I/O layer that reads and writes through an OpenSSL session on the socket.
-// The socket is non-blocking: "would block" goes back to libldap, which waits with poll() and its
-// LDAP_OPT_TIMEOUT, so no read or write ever outlives the deadline.
+// The socket is non-blocking: "would block" goes back to libldap, whose ldap_result() is only
+// ever asked without waiting; the run waits for the socket on the event loop.
 
 int tls_io_setup(Sockbuf_IO_Desc* d, void* arg) {
   d->sbiod_pvt = arg;
@@ -191,54 +183,69 @@ bool push_tls_layer(LDAP* ld, SSL* ssl) {
   return ber_sockbuf_add_io(sb, &kTlsIo, LBER_SBIOD_LEVEL_TRANSPORT, ssl) == 0;
 }
 
-// One run: connect (TLS for ldaps://) → hand the socket to libldap → StartTLS → bind → search.
-// Each step returns its failure; run() adds the samples gathered so far to it.
-class LdapRun {
- public:
-  LdapRun(const LdapSpec& spec, Clock::time_point deadline, Trace& trace)
-      : spec_(spec), deadline_(deadline), trace_(trace) {}
+// What an operation is called in messages and how its result codes are classified.
+struct LdapOp {
+  const char* what;
+  LdapStep step;
+  bool tls_step;  // TLS was being set up on the connection at this step
+};
+constexpr LdapOp kStartTlsOp{"StartTLS", LdapStep::start_tls, true};
+constexpr LdapOp kBindOp{"bind", LdapStep::bind, false};
+constexpr LdapOp kSearchOp{"search", LdapStep::search, false};
 
-  Outcome run() {
-    if (auto failed = connect()) return fail(std::move(*failed));
-    if (auto failed = attach()) return fail(std::move(*failed));
-    if (spec_.start_tls) {
-      if (auto failed = start_tls()) return fail(std::move(*failed));
-    }
-    if (auto failed = bind()) return fail(std::move(*failed));
-    if (!spec_.search) {
-      result_.add("probe_ldap_result_code", kResultHelp, 0);
-      return std::move(result_);
-    }
-    if (auto failed = search(*spec_.search)) return fail(std::move(*failed));
-    return std::move(result_);
-  }
+// One run: connect (TLS for ldaps://) → hand the socket to libldap → StartTLS → bind → search.
+// Each step starts the next or ends the run with its failure (and the samples gathered so far).
+// Nothing blocks: libldap's asynchronous operations send the requests, the run waits for the
+// socket on the event loop (ctx.wait_fd) and collects the answer with ldap_result() without
+// waiting. The run owns itself through the callbacks it has pending.
+class LdapRun : public std::enable_shared_from_this<LdapRun> {
+ public:
+  LdapRun(std::shared_ptr<const LdapSpec> spec, RunContextPtr ctx, Done done)
+      : spec_(std::move(spec)), ctx_(std::move(ctx)), done_(std::move(done)) {}
+
+  void start() { connect(); }
 
  private:
+  using Next = void (LdapRun::*)();
+  using Answered = void (LdapRun::*)(LdapMessagePtr);
+
   // 1. TCP, and TLS for ldaps://, ourselves within the deadline.
-  std::optional<Outcome> connect() {
-    log("connecting to " + spec_.url);
-    auto t0 = Clock::now();
-    std::string port = std::to_string(spec_.port);
-    if (auto failed = connect_tcp(spec_.host, port, spec_.url, deadline_, sock_)) return failed;
-    if (spec_.ldaps) {
-      if (auto failed = handshake(sock_.get())) return failed;
-    }
-    result_.add("probe_ldap_connect_duration_seconds", kConnectHelp, seconds_since(t0));
-    log(spec_.ldaps ? "connected, TLS established" : "connected");
-    return std::nullopt;
+  void connect() {
+    log("connecting to " + spec_->url);
+    t0_ = Clock::now();
+    connect_tcp(ctx_, spec_->host, std::to_string(spec_->port), spec_->url,
+                [self = shared_from_this()](std::optional<Outcome> failed, UniqueFd sock) {
+                  if (failed) return self->fail(std::move(*failed));
+                  self->sock_ = std::move(sock);
+                  if (self->spec_->ldaps)
+                    return self->handshake(self->sock_.get(), &LdapRun::connected);
+                  self->connected();
+                });
   }
 
-  std::optional<Outcome> handshake(int fd) {
-    TlsPeer peer{spec_.host, spec_.url, /*ignore_unexpected_eof=*/true};
-    if (auto failed = tls_handshake(tls_, fd, spec_.tls, peer, deadline_)) return failed;
-    add_cert_expiry_sample(result_, tls_.ssl.get());
-    return std::nullopt;
+  void handshake(int fd, Next next) {
+    TlsPeer peer{spec_->host, spec_->url, /*ignore_unexpected_eof=*/true};
+    tls_handshake(ctx_, tls_, fd, spec_->tls, peer,
+                  [self = shared_from_this(), next](std::optional<Outcome> failed) {
+                    if (failed) return self->fail(std::move(*failed));
+                    add_cert_expiry_sample(self->result_, self->tls_.ssl.get());
+                    ((*self).*next)();
+                  });
+  }
+
+  void connected() {
+    result_.add("probe_ldap_connect_duration_seconds", kConnectHelp, seconds_since(t0_));
+    log(spec_->ldaps ? "connected, TLS established" : "connected");
+    if (auto failed = attach()) return fail(std::move(*failed));
+    if (spec_->start_tls) return start_tls();
+    bind();
   }
 
   // 2. libldap gets the socket; should it ever reconnect by itself, it gets a plain ldap:// URL
-  // (never its own TLS) and the network timeout.
+  // (never its own TLS) and a short network timeout (it would connect blocking, on the loop).
   std::optional<Outcome> attach() {
-    std::string plain_url = "ldap://" + bracket_host(spec_.host) + ":" + std::to_string(spec_.port);
+    std::string plain_url =
+        "ldap://" + bracket_host(spec_->host) + ":" + std::to_string(spec_->port);
     LDAP* raw = nullptr;
     int rc = ldap_init_fd(sock_.get(), LDAP_PROTO_TCP, plain_url.c_str(), &raw);
     if (rc != LDAP_SUCCESS || !raw)
@@ -249,8 +256,9 @@ class LdapRun {
     int version = LDAP_VERSION3;
     ldap_set_option(ld_.get(), LDAP_OPT_PROTOCOL_VERSION, &version);
     ldap_set_option(ld_.get(), LDAP_OPT_REFERRALS, LDAP_OPT_OFF);  // never wander to other servers
-    ldap_set_option(ld_.get(), LDAP_OPT_RESTART, LDAP_OPT_ON);     // retry on EINTR
-    if (spec_.ldaps && !push_tls_layer(ld_.get(), tls_.ssl.get()))
+    timeval reconnect{0, 100000};
+    ldap_set_option(ld_.get(), LDAP_OPT_NETWORK_TIMEOUT, &reconnect);
+    if (spec_->ldaps && !push_tls_layer(ld_.get(), tls_.ssl.get()))
       return Outcome::failure(Reason::internal, "cannot attach TLS to the LDAP connection");
     if (!push_sniff_layer(ld_.get(), &first_))
       return Outcome::failure(Reason::internal, "cannot attach a layer to the LDAP connection");
@@ -258,88 +266,109 @@ class LdapRun {
   }
 
   // 3. StartTLS: the extended operation, then our handshake on the same socket.
-  std::optional<Outcome> start_tls() {
-    if (!arm_timeouts(ld_.get(), deadline_)) return timed_out("StartTLS");
+  void start_tls() {
     log("StartTLS");
-    auto t0 = Clock::now();
-    char* oid = nullptr;
-    berval* data = nullptr;
-    int rc = ldap_extended_operation_s(ld_.get(), LDAP_EXOP_START_TLS, nullptr, nullptr, nullptr,
-                                       &oid, &data);
-    LdapMemPtr oid_owner(oid);
-    BervalPtr data_owner(data);
+    t0_ = Clock::now();
+    int msgid = -1;
+    int rc =
+        ldap_extended_operation(ld_.get(), LDAP_EXOP_START_TLS, nullptr, nullptr, nullptr, &msgid);
+    if (rc != LDAP_SUCCESS) return fail(failure_of(rc, kStartTlsOp));
+    await(msgid, kStartTlsOp, &LdapRun::start_tls_answered);
+  }
+
+  void start_tls_answered(LdapMessagePtr res) {
     // A server that answered with a refusal offers no TLS; one that vanished is a connection
     // problem.
-    if (rc != LDAP_SUCCESS) return failure_of(rc, LdapStep::start_tls, rc > 0, "StartTLS");
+    int rc = result_code(res.get());
+    if (rc != LDAP_SUCCESS) return fail(failure_of(rc, kStartTlsOp));
     int fd = -1;
     ldap_get_option(ld_.get(), LDAP_OPT_DESC, &fd);
-    if (fd < 0) return Outcome::failure(Reason::internal, "no socket after StartTLS");
-    if (auto failed = handshake(fd)) return failed;
+    if (fd < 0) return fail(Outcome::failure(Reason::internal, "no socket after StartTLS"));
+    handshake(fd, &LdapRun::tls_started);
+  }
+
+  void tls_started() {
     if (!push_tls_layer(ld_.get(), tls_.ssl.get()))
-      return Outcome::failure(Reason::internal, "cannot attach TLS to the LDAP connection");
-    result_.add("probe_ldap_starttls_duration_seconds", kStartTlsHelp, seconds_since(t0));
+      return fail(Outcome::failure(Reason::internal, "cannot attach TLS to the LDAP connection"));
+    result_.add("probe_ldap_starttls_duration_seconds", kStartTlsHelp, seconds_since(t0_));
     log("TLS established (StartTLS)");
-    return std::nullopt;
+    bind();
   }
 
   // 4. Simple bind (anonymous without bind_dn).
-  std::optional<Outcome> bind() {
-    if (!arm_timeouts(ld_.get(), deadline_)) return timed_out("bind");
-    log(spec_.bind_dn.empty() ? "anonymous bind" : "simple bind as " + spec_.bind_dn);
-    berval cred{static_cast<ber_len_t>(spec_.password.size()),
-                const_cast<char*>(spec_.password.data())};
-    auto t0 = Clock::now();
-    int rc = ldap_sasl_bind_s(ld_.get(), spec_.bind_dn.empty() ? nullptr : spec_.bind_dn.c_str(),
-                              LDAP_SASL_SIMPLE, &cred, nullptr, nullptr, nullptr);
-    double seconds = seconds_since(t0);
-    if (rc > 0 || rc == LDAP_SUCCESS)
-      result_.add("probe_ldap_bind_duration_seconds", kBindHelp, seconds);
-    if (rc != LDAP_SUCCESS) return failure_of(rc, LdapStep::bind, false, "bind");
-    if (trace_.enabled()) {
+  void bind() {
+    log(spec_->bind_dn.empty() ? "anonymous bind" : "simple bind as " + spec_->bind_dn);
+    berval cred{static_cast<ber_len_t>(spec_->password.size()),
+                const_cast<char*>(spec_->password.data())};
+    t0_ = Clock::now();
+    int msgid = -1;
+    int rc = ldap_sasl_bind(ld_.get(), spec_->bind_dn.empty() ? nullptr : spec_->bind_dn.c_str(),
+                            LDAP_SASL_SIMPLE, &cred, nullptr, nullptr, &msgid);
+    if (rc != LDAP_SUCCESS) return fail(failure_of(rc, kBindOp));
+    await(msgid, kBindOp, &LdapRun::bound);
+  }
+
+  void bound(LdapMessagePtr res) {
+    const double seconds = seconds_since(t0_);
+    const int rc = result_code(res.get());
+    if (rc >= 0) result_.add("probe_ldap_bind_duration_seconds", kBindHelp, seconds);
+    if (rc != LDAP_SUCCESS) return fail(failure_of(rc, kBindOp));
+    if (ctx_->trace().enabled()) {
       char buf[64];
       std::snprintf(buf, sizeof buf, "bind succeeded in %.3fs", seconds);
-      trace_.log(buf);
+      ctx_->trace().log(buf);
     }
-    return std::nullopt;
+    if (!spec_->search) {
+      result_.add("probe_ldap_result_code", kResultHelp, 0);
+      return done_(std::move(result_));
+    }
+    search();
   }
 
   // 5. Search: no attributes ("1.1"), only the entries counted.
-  std::optional<Outcome> search(const LdapSearchSpec& q) {
-    timeval tv{};
-    if (!time_left(deadline_, tv) || !arm_timeouts(ld_.get(), deadline_))
-      return timed_out("search");
+  void search() {
+    const LdapSearchSpec& q = *spec_->search;
+    timeval tv{};  // also the server's time limit (whole seconds, at least 1)
+    if (!time_left(ctx_->deadline(), tv)) return fail(timed_out("search"));
     log("search base=\"" + q.base + "\" scope=" + q.scope + " filter=" + q.filter);
     char no_attrs[] = "1.1";
     char* attrs[] = {no_attrs, nullptr};
-    LDAPMessage* raw_res = nullptr;
-    auto t0 = Clock::now();
-    int rc = ldap_search_ext_s(ld_.get(), q.base.c_str(), scope_value(q.scope), q.filter.c_str(),
-                               attrs, 0, nullptr, nullptr, &tv, kLdapMaxEntries, &raw_res);
-    LdapMessagePtr res(raw_res);
-    double seconds = seconds_since(t0);
+    t0_ = Clock::now();
+    int msgid = -1;
+    int rc = ldap_search_ext(ld_.get(), q.base.c_str(), scope_value(q.scope), q.filter.c_str(),
+                             attrs, 0, nullptr, nullptr, &tv, kLdapMaxEntries, &msgid);
+    if (rc != LDAP_SUCCESS) return search_failed(q, rc, seconds_since(t0_));
+    await(msgid, kSearchOp, &LdapRun::searched);
+  }
+
+  void searched(LdapMessagePtr res) {
+    const LdapSearchSpec& q = *spec_->search;
+    const double seconds = seconds_since(t0_);
+    const int rc = result_code(res.get());
     // sizeLimitExceeded still delivers the entries up to the limit: enough to judge min_entries.
     if (rc != LDAP_SUCCESS && rc != LDAP_SIZELIMIT_EXCEEDED) return search_failed(q, rc, seconds);
-    int entries = res ? ldap_count_entries(ld_.get(), res.get()) : 0;
+    int entries = ldap_count_entries(ld_.get(), res.get());
     if (entries < 0) entries = 0;
     result_.add("probe_ldap_search_duration_seconds", kSearchHelp, seconds);
     result_.add("probe_ldap_search_entries", kEntriesHelp, entries);
     result_.add("probe_ldap_result_code", kResultHelp, rc);
-    if (trace_.enabled()) {
+    if (ctx_->trace().enabled()) {
       char buf[96];
       std::snprintf(buf, sizeof buf, "search returned %d entr%s in %.3fs (result %d)", entries,
                     entries == 1 ? "y" : "ies", seconds, rc);
-      trace_.log(buf);
+      ctx_->trace().log(buf);
     }
-    return check_min_entries(q, entries);
+    if (auto failed = check_min_entries(q, entries)) return fail(std::move(*failed));
+    done_(std::move(result_));
   }
 
-  std::optional<Outcome> search_failed(const LdapSearchSpec& q, int rc, double seconds) {
+  void search_failed(const LdapSearchSpec& q, int rc, double seconds) {
     if (rc > 0) result_.add("probe_ldap_search_duration_seconds", kSearchHelp, seconds);
-    if (rc != LDAP_NO_SUCH_OBJECT) return failure_of(rc, LdapStep::search, false, "search");
+    if (rc != LDAP_NO_SUCH_OBJECT) return fail(failure_of(rc, kSearchOp));
     result_.add("probe_ldap_search_entries", kEntriesHelp, 0);
     result_.add("probe_ldap_result_code", kResultHelp, rc);
-    return Outcome::failure(Reason::assertion, "search base \"" + q.base + "\" does not exist: " +
-                                                   describe_rc(ld_.get(), rc));
+    fail(Outcome::failure(Reason::assertion, "search base \"" + q.base + "\" does not exist: " +
+                                                 describe_rc(ld_.get(), rc)));
   }
 
   static std::optional<Outcome> check_min_entries(const LdapSearchSpec& q, int entries) {
@@ -350,45 +379,86 @@ class LdapRun {
                                                    std::to_string(q.min_entries));
   }
 
+  // --- waiting for answers ----------------------------------------------------------------
+
+  // Waits for the whole answer to operation msgid (a search's entries and its result): for the
+  // socket on the loop, then ldap_result() without waiting, again until the answer is complete.
+  // Calls `next` with it, or ends the run: no answer before the deadline, the connection lost,
+  // or an answer that is not LDAP.
+  void await(int msgid, const LdapOp& op, Answered next) {
+    int fd = -1;
+    ldap_get_option(ld_.get(), LDAP_OPT_DESC, &fd);
+    if (fd < 0) return fail(failure_of(LDAP_SERVER_DOWN, op));
+    ctx_->wait_fd(fd, POLLIN, [self = shared_from_this(), msgid, &op, next](bool ready) {
+      if (!ready) return self->fail(self->failure_of(LDAP_TIMEOUT, op));
+      self->collect(msgid, op, next);
+    });
+  }
+
+  void collect(int msgid, const LdapOp& op, Answered next) {
+    timeval zero{0, 0};  // poll: never wait inside libldap
+    LDAPMessage* raw = nullptr;
+    const int type = ldap_result(ld_.get(), msgid, LDAP_MSG_ALL, &zero, &raw);
+    LdapMessagePtr res(raw);
+    if (type > 0 && res) return ((*this).*next)(std::move(res));
+    if (type < 0) {
+      int err = LDAP_SERVER_DOWN;
+      ldap_get_option(ld_.get(), LDAP_OPT_RESULT_CODE, &err);
+      return fail(failure_of(err < 0 ? err : LDAP_SERVER_DOWN, op));  // a client-side error
+    }
+    await(msgid, op, next);  // part of the answer so far
+  }
+
+  // The result code the server put in its answer (the search result after the entries).
+  int result_code(LDAPMessage* res) {
+    int rc = LDAP_OTHER;
+    if (ldap_parse_result(ld_.get(), res, &rc, nullptr, nullptr, nullptr, nullptr, 0) !=
+        LDAP_SUCCESS)
+      return LDAP_DECODING_ERROR;
+    return rc;
+  }
+
   // --- verdicts ---------------------------------------------------------------------------
 
   // The failure of an operation that returned `code`: the server's refusal, a timeout, or an
   // answer that is not LDAP at all.
-  Outcome failure_of(int code, LdapStep step, bool tls_step, const std::string& what) {
+  Outcome failure_of(int code, const LdapOp& op) {
     if (code > 0) result_.add("probe_ldap_result_code", kResultHelp, code);
-    Reason r = classify_ldap_result(code, step, tls_step);
-    if (code < 0 && Clock::now() >= deadline_) r = Reason::timeout;
+    Reason r = classify_ldap_result(code, op.step, op.tls_step && code > 0);
+    if (code < 0 && Clock::now() >= ctx_->deadline()) r = Reason::timeout;
     if (code < 0 && first_.value >= 0 && first_.value != 0x30) {
       char hex[16];
       std::snprintf(hex, sizeof hex, "0x%02x", static_cast<unsigned>(first_.value & 0xff));
-      return Outcome::failure(Reason::protocol, "the answer from " + spec_.url + " to the " + what +
-                                                    " is not LDAP (first byte " + hex + ")");
+      return Outcome::failure(Reason::protocol, "the answer from " + spec_->url + " to the " +
+                                                    op.what + " is not LDAP (first byte " + hex +
+                                                    ")");
     }
     if (r == Reason::timeout && code < 0)
       return Outcome::failure(
-          r, "no answer from " + spec_.url + " to the " + what + " before the deadline");
-    return Outcome::failure(r, what + " failed: " + describe_rc(ld_.get(), code));
+          r, "no answer from " + spec_->url + " to the " + op.what + " before the deadline");
+    return Outcome::failure(r, std::string(op.what) + " failed: " + describe_rc(ld_.get(), code));
   }
 
   Outcome timed_out(const std::string& step) const {
     return Outcome::failure(Reason::timeout,
-                            "no answer from " + spec_.url + " before the deadline (" + step + ")");
+                            "no answer from " + spec_->url + " before the deadline (" + step + ")");
   }
 
-  // The failed outcome, carrying the samples gathered before the failure.
-  Outcome fail(Outcome out) {
+  // Ends the run with the failure, carrying the samples gathered before it.
+  void fail(Outcome out) {
     log(out.message);
     for (auto& s : result_.samples) out.samples.push_back(std::move(s));
-    return out;
+    done_(std::move(out));
   }
 
   void log(const std::string& line) {
-    if (trace_.enabled()) trace_.log(line);
+    if (ctx_->trace().enabled()) ctx_->trace().log(line);
   }
 
-  const LdapSpec& spec_;
-  const Clock::time_point deadline_;
-  Trace& trace_;
+  const std::shared_ptr<const LdapSpec> spec_;
+  RunContextPtr ctx_;
+  Done done_;
+  Clock::time_point t0_{};  // start of the step being timed
   Outcome result_ = Outcome::success();
   UniqueFd sock_;    // the socket until libldap's handle takes it
   TlsSession tls_;   // declared before the handle: libldap writes through it until unbind
@@ -506,13 +576,8 @@ std::unique_ptr<Probe> LdapProbe::parse(Section& s) {
 }
 
 void LdapProbe::run(RunContextPtr ctx, Done done) {
-  ctx->blocking(
-      [spec = spec_, ctx, done] { done(run_ldap(*spec, ctx->deadline(), ctx->trace())); });
-}
-
-Outcome run_ldap(const LdapSpec& spec, Clock::time_point deadline, Trace& trace) {
   ldap_global_init();
-  return LdapRun(spec, deadline, trace).run();
+  std::make_shared<LdapRun>(spec_, std::move(ctx), std::move(done))->start();
 }
 
 }  // namespace pes

@@ -1,5 +1,8 @@
 // The `ldap` probe: a simple bind over ldap://, ldap:// + StartTLS or ldaps://, and an optional
-// search that must find a minimum number of entries; libldap with timeouts from the run's deadline.
+// search that must find a minimum number of entries. A run connects and does TLS itself (OpenSSL;
+// libldap's own TLS, GnuTLS on Debian, busy-loops during the handshake with a server that never
+// answers), hands libldap the connected socket with a TLS layer on it, and drives libldap's
+// asynchronous operations from the event loop: no worker thread, nothing blocks.
 #pragma once
 
 #include <memory>
@@ -41,15 +44,9 @@ class LdapProbe : public Probe {
   static std::unique_ptr<Probe> parse(Section& s);
 
  private:
-  // Shared with running runs, so a reload that drops this probe cannot free it under a worker.
+  // Shared with running runs, so a reload that drops this probe cannot free it under a run.
   std::shared_ptr<const LdapSpec> spec_;
 };
-
-// Runs one check synchronously on the calling thread; every step is bounded by `deadline`. The
-// probe connects and does TLS itself (OpenSSL, poll() with the deadline) and hands libldap the
-// connected socket with a TLS layer on it: libldap's own TLS (GnuTLS on Debian) busy-loops during
-// the handshake with a server that never answers, ignoring its network timeout.
-Outcome run_ldap(const LdapSpec& spec, Clock::time_point deadline, Trace& trace);
 
 // The step of a run, for classifying a libldap result code.
 enum class LdapStep { start_tls, bind, search };

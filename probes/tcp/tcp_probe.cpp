@@ -34,118 +34,145 @@ std::string printable_excerpt(const std::string& data) {
 
 const char* kConnectHelp = "Time to establish the TCP connection (and TLS if used), seconds.";
 
-// One run: connect → TLS → send → expect, each step a function that returns its failure.
-class TcpRun {
+// One run: connect → TLS → send → expect, each step a function that starts the next one or ends
+// the run with its failure. The steps wait on the event loop (ctx.wait_fd), never block it; the run
+// owns itself through the callbacks it has pending.
+class TcpRun : public std::enable_shared_from_this<TcpRun> {
  public:
-  TcpRun(const TcpProbe::Spec& spec, std::string target, RunContext& ctx)
-      : spec_(spec), target_(std::move(target)), ctx_(ctx), deadline_(ctx.deadline()) {}
+  TcpRun(const TcpProbe::Spec& spec, std::string target, RunContextPtr ctx, Done done)
+      : spec_(spec), target_(std::move(target)), ctx_(std::move(ctx)), done_(std::move(done)) {}
 
-  Outcome run() {
-    auto start = Clock::now();
-    if (auto failed = connect()) return std::move(*failed);
-    if (spec_.tls) {
-      if (auto failed = start_tls()) return std::move(*failed);
-    }
-    result_.add("probe_tcp_connect_duration_seconds", kConnectHelp, seconds_since(start));
-    if (auto failed = send_payload()) return std::move(*failed);
-    if (auto failed = expect_answer()) return std::move(*failed);
-    if (tls_.ssl) SSL_shutdown(tls_.ssl.get());
-    return std::move(result_);
-  }
+  void start() { connect(); }
 
  private:
-  static constexpr long kTimedOut = -2;  // io(): the deadline passed
-  static constexpr long kIoError = -1;   // io(): reset or TLS error
+  static constexpr long kWouldBlock = -2;  // io(): wait for wait_for_, then call it again
+  static constexpr long kIoError = -1;     // io(): reset or TLS error
 
-  std::optional<Outcome> connect() {
-    if (auto failed = connect_tcp(spec_.host, spec_.port, target_, deadline_, sock_)) return failed;
-    ctx_.trace().log("connected to " + target_);
-    return std::nullopt;
+  void connect() {
+    start_ = Clock::now();
+    connect_tcp(ctx_, spec_.host, spec_.port, target_,
+                [self = shared_from_this()](std::optional<Outcome> failed, UniqueFd sock) {
+                  if (failed) return self->end(std::move(*failed));
+                  self->sock_ = std::move(sock);
+                  self->ctx_->trace().log("connected to " + self->target_);
+                  if (self->spec_.tls) return self->start_tls();
+                  self->connected();
+                });
   }
 
-  std::optional<Outcome> start_tls() {
+  void start_tls() {
     const auto& t = spec_.tls_options;
     TlsPeer peer{t.server_name.empty() ? spec_.host : t.server_name, target_};
-    if (auto failed = tls_handshake(tls_, sock_.get(), t, peer, deadline_)) return failed;
-    add_cert_expiry_sample(result_, tls_.ssl.get());
-    ctx_.trace().log("TLS established");
-    return std::nullopt;
+    tls_handshake(ctx_, tls_, sock_.get(), t, peer,
+                  [self = shared_from_this()](std::optional<Outcome> failed) {
+                    if (failed) return self->end(std::move(*failed));
+                    add_cert_expiry_sample(self->result_, self->tls_.ssl.get());
+                    self->ctx_->trace().log("TLS established");
+                    self->connected();
+                  });
   }
 
-  std::optional<Outcome> send_payload() {
-    std::string data = spec_.send;
-    size_t off = 0;
-    while (off < data.size()) {
-      long n = io(true, data.data() + off, data.size() - off);
-      if (n == kTimedOut)
-        return Outcome::failure(Reason::timeout, "sending to " + target_ + " timed out");
-      if (n <= 0) return Outcome::failure(Reason::connect, "connection closed while sending");
-      off += static_cast<size_t>(n);
+  void connected() {
+    result_.add("probe_tcp_connect_duration_seconds", kConnectHelp, seconds_since(start_));
+    send_payload();
+  }
+
+  void send_payload() {
+    while (sent_ < spec_.send.size()) {
+      long n = io(true, const_cast<char*>(spec_.send.data()) + sent_, spec_.send.size() - sent_);
+      if (n == kWouldBlock)
+        return wait(&TcpRun::send_payload, [this] {
+          return Outcome::failure(Reason::timeout, "sending to " + target_ + " timed out");
+        });
+      if (n <= 0) return end(Outcome::failure(Reason::connect, "connection closed while sending"));
+      sent_ += static_cast<size_t>(n);
     }
-    return std::nullopt;
+    expect_answer();
   }
 
-  std::optional<Outcome> expect_answer() {
-    if (!spec_.expect) return std::nullopt;
+  void expect_answer() {
+    if (!spec_.expect) return succeed();
     const RE2& re = *spec_.expect;
-    std::string got;
     char buf[4096];
-    while (!RE2::PartialMatch(got, re)) {
-      if (got.size() > 65536)
-        return Outcome::failure(Reason::assertion,
-                                "no match for /" + re.pattern() + "/ in the first 64 KiB");
+    while (!RE2::PartialMatch(got_, re)) {
+      if (got_.size() > 65536)
+        return end(Outcome::failure(Reason::assertion,
+                                    "no match for /" + re.pattern() + "/ in the first 64 KiB"));
       long n = io(false, buf, sizeof buf);
-      if (n == kTimedOut) return answer_timed_out(got);
+      if (n == kWouldBlock)
+        return wait(&TcpRun::expect_answer, [this] { return answer_timed_out(); });
       if (n < 0)
-        return Outcome::failure(Reason::connect, "connection reset while reading the answer");
+        return end(Outcome::failure(Reason::connect, "connection reset while reading the answer"));
       if (n == 0)
-        return Outcome::failure(Reason::assertion, "connection closed before the answer matched /" +
-                                                       re.pattern() + "/");
-      got.append(buf, static_cast<size_t>(n));
+        return end(
+            Outcome::failure(Reason::assertion,
+                             "connection closed before the answer matched /" + re.pattern() + "/"));
+      got_.append(buf, static_cast<size_t>(n));
     }
-    ctx_.trace().log("answer matched /" + re.pattern() + "/");
-    return std::nullopt;
+    ctx_->trace().log("answer matched /" + re.pattern() + "/");
+    succeed();
+  }
+
+  void succeed() {
+    if (tls_.ssl) SSL_shutdown(tls_.ssl.get());
+    end(std::move(result_));
   }
 
   // The answer may still be coming (a slow server): a timeout, but say what did come, so that a
   // wrong service on the port (an SSH banner where PONG was expected) shows.
-  Outcome answer_timed_out(const std::string& got) const {
+  Outcome answer_timed_out() const {
     std::string msg = "no answer matching /" + spec_.expect->pattern() + "/ before the deadline";
-    if (!got.empty())
-      msg += "; received " + std::to_string(got.size()) + " bytes: " + printable_excerpt(got);
+    if (!got_.empty())
+      msg += "; received " + std::to_string(got_.size()) + " bytes: " + printable_excerpt(got_);
     return Outcome::failure(Reason::timeout, msg);
   }
 
-  // One read or write on the (TLS) socket, waiting within the deadline: bytes moved, 0 at the end
-  // of the stream, kIoError or kTimedOut.
+  // Waits until the socket is ready for what io() asked, then runs `next` again; at the deadline
+  // ends the run with `timed_out()`.
+  template <typename TimedOut>
+  void wait(void (TcpRun::*next)(), TimedOut timed_out) {
+    ctx_->wait_fd(sock_.get(), wait_for_, [self = shared_from_this(), next, timed_out](bool ready) {
+      if (!ready) return self->end(timed_out());
+      ((*self).*next)();
+    });
+  }
+
+  // One read or write on the (TLS) socket without waiting: bytes moved, 0 at the end of the
+  // stream, kIoError, or kWouldBlock with wait_for_ set to what the socket must become.
   long io(bool write, char* buf, size_t len) {
     SSL* ssl = tls_.ssl.get();
-    int fd = sock_.get();
+    wait_for_ = write ? POLLOUT : POLLIN;
+    if (ssl) {
+      int n = write ? SSL_write(ssl, buf, static_cast<int>(len))
+                    : SSL_read(ssl, buf, static_cast<int>(len));
+      if (n > 0) return n;
+      int e = SSL_get_error(ssl, n);
+      if (e == SSL_ERROR_ZERO_RETURN) return 0;
+      if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) return kIoError;
+      wait_for_ = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+      return kWouldBlock;
+    }
     while (true) {
-      short wait_for = write ? POLLOUT : POLLIN;
-      if (ssl) {
-        int n = write ? SSL_write(ssl, buf, static_cast<int>(len))
-                      : SSL_read(ssl, buf, static_cast<int>(len));
-        if (n > 0) return n;
-        int e = SSL_get_error(ssl, n);
-        if (e == SSL_ERROR_ZERO_RETURN) return 0;
-        if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) return kIoError;
-        wait_for = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
-      } else {
-        long n = write ? ::send(fd, buf, len, MSG_NOSIGNAL) : ::recv(fd, buf, len, 0);
-        if (n >= 0) return n;
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return kIoError;
-      }
-      if (!wait_fd(fd, wait_for, deadline_)) return kTimedOut;
+      long n =
+          write ? ::send(sock_.get(), buf, len, MSG_NOSIGNAL) : ::recv(sock_.get(), buf, len, 0);
+      if (n >= 0) return n;
+      if (errno == EINTR) continue;
+      return errno == EAGAIN || errno == EWOULDBLOCK ? kWouldBlock : kIoError;
     }
   }
 
-  const TcpProbe::Spec& spec_;
+  void end(Outcome outcome) { done_(std::move(outcome)); }
+
+  const TcpProbe::Spec& spec_;  // the probe outlives the run (the engine holds it)
   const std::string target_;
-  RunContext& ctx_;
-  const Clock::time_point deadline_;
+  RunContextPtr ctx_;
+  Done done_;
+  Clock::time_point start_{};
   UniqueFd sock_;
-  TlsSession tls_;
+  TlsSession tls_;  // declared after the socket: the session goes first
+  size_t sent_ = 0;
+  std::string got_;
+  short wait_for_ = POLLIN;
   Outcome result_ = Outcome::success();
 };
 
@@ -200,9 +227,7 @@ std::unique_ptr<Probe> TcpProbe::parse(Section& s) {
 }
 
 void TcpProbe::run(RunContextPtr ctx, Done done) {
-  ctx->blocking([this, ctx, done] { done(run_blocking(*ctx)); });
+  std::make_shared<TcpRun>(spec_, target(), std::move(ctx), std::move(done))->start();
 }
-
-Outcome TcpProbe::run_blocking(RunContext& ctx) const { return TcpRun(spec_, target(), ctx).run(); }
 
 }  // namespace pes

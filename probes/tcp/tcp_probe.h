@@ -27,7 +27,6 @@ class TcpProbe : public Probe {
   static std::unique_ptr<Probe> parse(Section& s);
 
  private:
-  Outcome run_blocking(RunContext& ctx) const;
   Spec spec_;
 };
 

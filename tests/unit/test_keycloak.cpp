@@ -408,6 +408,9 @@ class FakeContext : public RunContext {
     done(it->second(request));
   }
   void blocking(std::function<void()> work) override { work(); }
+  // The keycloak probe drives no socket of its own.
+  void wait_fd(int, short, std::function<void(bool)> ready) override { ready(false); }
+  void on_loop(std::function<void()> fn) override { fn(); }
   TokenStore& tokens() override { return store_; }
   Trace& trace() override { return trace_; }
 
