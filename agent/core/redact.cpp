@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 
 #include <algorithm>
+#include <cctype>
 #include <memory>
 #include <vector>
 
@@ -73,6 +74,46 @@ std::string strip_userinfo(std::string_view url) {
     in.erase(start, at + 1 - start);
   }
   return in;
+}
+
+namespace {
+
+bool one_time_credential(std::string_view name) {
+  static constexpr std::string_view kNames[] = {
+      "code",          "state",         "nonce",    "code_verifier", "session_code",
+      "access_token",  "refresh_token", "id_token", "token",         "password",
+      "client_secret", "secret",        "key",      "ticket",        "auth"};
+  for (auto n : kNames)
+    if (name.size() == n.size() &&
+        std::equal(name.begin(), name.end(), n.begin(),
+                   [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; }))
+      return true;
+  return false;
+}
+
+}  // namespace
+
+std::string trace_url(std::string_view url) {
+  std::string out = strip_userinfo(url);
+  const size_t q = out.find('?');
+  if (q == std::string::npos) return out;
+  const size_t end = std::min(out.find('#', q), out.size());
+  std::string query;
+  size_t pos = q + 1;
+  while (pos <= end) {
+    size_t amp = std::min(out.find('&', pos), end);
+    std::string_view param(out.data() + pos, amp - pos);
+    const size_t eq = param.find('=');
+    if (!query.empty()) query += '&';
+    if (eq != std::string_view::npos && one_time_credential(param.substr(0, eq))) {
+      query.append(param.substr(0, eq + 1));
+      query += "<redacted>";
+    } else {
+      query.append(param);
+    }
+    pos = amp + 1;
+  }
+  return out.substr(0, q + 1) + query + out.substr(end);
 }
 
 }  // namespace pes

@@ -26,4 +26,10 @@ class Redactor {
 // anything between "://" and "@" cut out, so no credentials survive either way.
 std::string strip_userinfo(std::string_view url);
 
+// The URL as a debug trace shows it: no userinfo, and the values of query parameters that carry
+// one-time credentials of a login flow (OAuth's code, state, nonce and PKCE verifier, Keycloak's
+// session_code, tokens, passwords, secrets) replaced by <redacted>; other parameters (execution,
+// client_id, tab_id) stay, since they say which step ran.
+std::string trace_url(std::string_view url);
+
 }  // namespace pes

@@ -69,8 +69,7 @@ class Engine::Context : public RunContext {
     auto self = std::static_pointer_cast<Context>(shared_from_this_());
     auto start = [self, request = std::move(request), done = std::move(done)]() mutable {
       if (self->finished_) return;
-      if (self->trace_.enabled())
-        self->trace_.log(request.method + " " + strip_userinfo(request.url));
+      if (self->trace_.enabled()) self->trace_.log(request.method + " " + trace_url(request.url));
       auto holder = std::make_shared<EventLoop::HttpId>(0);
       *holder = self->engine_->loop_.start_http(
           request, self->deadline_, [self, holder, done = std::move(done)](HttpResponse r) {
