@@ -535,8 +535,13 @@ class Drill:
         if self.a.flavor == "blackbox":
             r = self.query("min(probe_success)")
         else:
-            r = self.query('min(probe_up{job="pes-agent"})')
-        return r and float(r[0]["value"][1]) == 1
+            # probe_up has no series until a probe's first run is judged, so min() alone would
+            # pass while some probes have not run yet: a fault injected then meets a first run,
+            # which is judged at once (no up state to confirm a change from) and pages before
+            # the confirm window. Every configured probe must be up.
+            r = self.query('count(probe_up{job="pes-agent"} == 1) == '
+                           'sum(pes_agent_probes_configured{job="pes-agent"})')
+        return r and float(r[0]["value"][1]) >= 1
 
     def cleanup(self):
         for name in list(self.procs):
