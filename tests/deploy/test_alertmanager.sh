@@ -66,6 +66,16 @@ alerts = [
     a(alertname="PesCertificateExpiring", severity="warning", probe="moodle", service="moodle", tag="cert-warning"),
     a(alertname="PesAgentDown", severity="critical", service="pes-agent", tag="agent-down"),
     a(alertname="PesAgentReloadFailed", severity="warning", service="pes-agent", tag="agent-reload"),
+    # Two replicas of a fleet raise the same per-agent ticket: one group (one ticket) for both.
+    {**a(), "labels": {**base, "instance": "a1:9469", "alertname": "PesProbeDegraded",
+                       "severity": "warning", "probe": "gitea", "service": "gitea", "tag": "degraded-a1"}},
+    {**a(), "labels": {**base, "instance": "a2:9469", "alertname": "PesProbeDegraded",
+                       "severity": "warning", "probe": "gitea", "service": "gitea", "tag": "degraded-a2"}},
+    # While two replicas page for two different probes stay two pages.
+    {**a(), "labels": {**base, "instance": "a1:9469", "alertname": "PesProbeDown",
+                       "severity": "critical", "probe": "moodle", "service": "moodle", "tag": "page-a1"}},
+    {**a(), "labels": {**base, "instance": "a2:9469", "alertname": "PesProbeDown",
+                       "severity": "critical", "probe": "nexus", "service": "nexus", "tag": "page-a2"}},
 ]
 req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v2/alerts", data=json.dumps(alerts).encode(),
                              headers={"Content-Type": "application/json"}, method="POST")
@@ -99,6 +109,33 @@ for t, s in sorted(want.items()):
     print(f"  {t:20s} {st.get('state')!s:10s} inhibited by {len(st.get('inhibitedBy') or [])} alert(s)")
 if wrong:
     print("  WRONG (got, want):", wrong)
+    sys.exit(1)
+PYEOF
+
+log "checking how the active alerts are grouped into notifications"
+"$PY" - "$port" <<'PYEOF'
+import json, sys, time, urllib.request
+port = sys.argv[1]
+def groups():
+    data = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/alerts/groups", timeout=5))
+    out = {}
+    for g in data:
+        tags = sorted(a["labels"]["tag"] for a in g["alerts"] if "tag" in a["labels"])
+        for t in tags:
+            out[t] = (g["receiver"]["name"], tags)
+    return out
+deadline = time.time() + 20
+while True:
+    got = groups()
+    ok = (got.get("degraded-a1") == ("ticket", ["degraded-a1", "degraded-a2"])
+          and got.get("page-a1") == ("pager", ["page-a1"]) and got.get("page-a2") == ("pager", ["page-a2"]))
+    if ok or time.time() > deadline:
+        break
+    time.sleep(0.5)
+for t in ("degraded-a1", "degraded-a2", "page-a1", "page-a2"):
+    print(f"  {t:12s} -> {got.get(t)}")
+if not ok:
+    print("  WRONG: want the two replicas' PesProbeDegraded{gitea} in one ticket group, the two pages apart")
     sys.exit(1)
 PYEOF
 log "PASS"
