@@ -197,12 +197,19 @@ void Agent::export_fleet(const Config& cfg) {
                      .Name("pes_agent_fleet_quorum")
                      .Help("Replicas of a probe that must agree before it pages (fleet.quorum).")
                      .Register(registry_);
+  auto& quorum_locations =
+      prometheus::BuildGauge()
+          .Name("pes_agent_fleet_quorum_locations")
+          .Help(
+              "Locations whose replicas must agree before a probe pages (fleet.quorum_locations).")
+          .Register(registry_);
   auto& replicas = prometheus::BuildGauge()
                        .Name("pes_agent_fleet_replicas")
                        .Help("Members that run each probe, per location (fleet.replicas).")
                        .Register(registry_);
   info.Add({{"member", self->name}, {"member_location", self->location}}).Set(1);
   quorum.Add({}).Set(cfg.fleet.quorum);
+  quorum_locations.Add({}).Set(cfg.fleet.quorum_locations);
   replicas.Add({}).Set(cfg.fleet.replicas);
 }
 

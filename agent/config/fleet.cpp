@@ -94,6 +94,17 @@ void parse_fleet(Section& top, Config& cfg, const YAML::Node& probes) {
         fs.error("quorum", "quorum " + std::to_string(cfg.fleet.quorum) +
                                " is greater than replicas " + std::to_string(cfg.fleet.replicas));
     }
+    if (auto v = fs.integer("quorum_locations", 1, 1000)) {
+      cfg.fleet.quorum_locations = static_cast<int>(*v);
+      std::set<std::string> locations;
+      for (const auto& m : cfg.fleet.members) locations.insert(m.location);
+      if (!cfg.fleet.members.empty() &&
+          cfg.fleet.quorum_locations > static_cast<int>(locations.size()))
+        fs.error("quorum_locations", "quorum_locations " +
+                                         std::to_string(cfg.fleet.quorum_locations) +
+                                         " is greater than the members' " +
+                                         std::to_string(locations.size()) + " location(s)");
+    }
     // The fleet adds these labels to every series; a global label of the same name would clash.
     for (const auto& [k, v] : cfg.labels)
       if (k == "agent" || k == "location")

@@ -22,6 +22,9 @@ struct FleetConfig {
   std::vector<FleetMember> members;
   int replicas = 2;  // members that run each probe (in each of the probe's `locations`)
   int quorum = 0;    // replicas that must agree before a probe pages; the alert rules read it
+  // Locations whose replicas must agree (at least one down replica in each) before a probe
+  // pages; 1 (the default) adds nothing to `quorum`. The alert rules read it.
+  int quorum_locations = 1;
   const FleetMember* find(const std::string& name) const;
 };
 

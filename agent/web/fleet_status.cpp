@@ -38,6 +38,7 @@ nlohmann::json render_fleet_json(const FleetView& fv) {
   j["location"] = self ? self->location : "";
   j["replicas"] = f.replicas;
   j["quorum"] = f.quorum;
+  j["quorum_locations"] = f.quorum_locations;
   auto& members = j["members"] = nlohmann::json::array();
   for (size_t i = 0; i < f.members.size(); ++i)
     members.push_back({{"name", f.members[i].name},
@@ -54,11 +55,15 @@ nlohmann::json render_fleet_json(const FleetView& fv) {
 
 std::string render_fleet_html(const FleetView& fv) {
   const FleetConfig& f = fv.fleet;
-  std::string h = "<section id=\"fleet\"><h2>Fleet</h2>\n<div class=\"meta\">This agent: <b>" +
-                  escape(fv.agent) + "</b> · each probe on " + std::to_string(f.replicas) +
-                  " member(s) per location · a page needs " + std::to_string(f.quorum) +
-                  " agreeing replica(s)</div>\n<table class=\"meta\"><tr><th>member</th>"
-                  "<th>location</th><th>probes</th></tr>\n";
+  std::string h =
+      "<section id=\"fleet\"><h2>Fleet</h2>\n<div class=\"meta\">This agent: <b>" +
+      escape(fv.agent) + "</b> · each probe on " + std::to_string(f.replicas) +
+      " member(s) per location · a page needs " + std::to_string(f.quorum) +
+      " agreeing replica(s)" +
+      (f.quorum_locations > 1 ? " in " + std::to_string(f.quorum_locations) + " location(s)"
+                              : std::string()) +
+      "</div>\n<table class=\"meta\"><tr><th>member</th>"
+      "<th>location</th><th>probes</th></tr>\n";
   for (size_t i = 0; i < f.members.size(); ++i)
     h += "<tr><td>" + escape(f.members[i].name) + "</td><td>" + escape(f.members[i].location) +
          "</td><td>" + std::to_string(fv.placement.per_member[i]) + "</td></tr>\n";

@@ -147,6 +147,7 @@ TEST(Placement, ConfigIsFilteredAndLabelled) {
   auto cfg = parse_config(kFleetConfig, "fleet.yml", probe_types());
   ASSERT_TRUE(cfg->fleet.enabled);
   EXPECT_EQ(cfg->fleet.quorum, 2);
+  EXPECT_EQ(cfg->fleet.quorum_locations, 1);  // the default: `quorum` alone decides
   auto pl = compute_placement(*cfg);
   ASSERT_EQ(pl.probes.size(), 4u);
   // dns is a connectivity check: each agent's own view, so every member runs it.
@@ -206,6 +207,15 @@ probes:
             "fleet.yml:6:14: fleet.members[1].name: duplicate member \"a1\"\n"
             "fleet.yml:3:11: fleet.quorum: quorum 3 is greater than replicas 2\n"
             "fleet.yml:10:16: probes[0].locations: no fleet member is in location \"nowhere\"");
+  EXPECT_EQ(errors_of(R"(fleet:
+  quorum_locations: 3
+  members:
+    - {name: a1, location: inside}
+    - {name: a2, location: public}
+probes: []
+)"),
+            "fleet.yml:2:21: fleet.quorum_locations: quorum_locations 3 is greater than the "
+            "members' 2 location(s)");
   EXPECT_NE(errors_of(R"(fleet:
   members: []
 probes: []
