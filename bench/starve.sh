@@ -5,10 +5,13 @@
 # seconds, what the loop completed since the previous sample. Not a test: figures go to
 # bench/README.md by hand. Needs root (the cgroup).
 #
-#   bench/starve.sh [--probes 20000] [--quota-ms 10] [--window 120] [--step 15] [--out DIR]
+#   bench/starve.sh [--probes 20000] [--quota-ms 10] [--window 120] [--step 15] [--runs-log]
+#                   [--out DIR]
 #
-# --quota-ms: CPU milliseconds per 100 ms period (10 = 0.1 core). AGENT=path picks the binary
-# (default build/default/pes-agent).
+# --quota-ms: CPU milliseconds per 100 ms period (10 = 0.1 core). --step 0 scrapes only at the
+# start and the end of the window (a 20,000-probe scrape takes ~20 s at 0.1 core). --runs-log runs
+# the agent at log level debug (one line per run) and reports the longest time in the window
+# without a run ending. AGENT=path picks the binary (default build/default/pes-agent).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -16,6 +19,7 @@ PROBES=20000
 QUOTA_MS=10
 WINDOW=120
 STEP=15
+LEVEL=warn
 OUT=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -23,8 +27,9 @@ while [ $# -gt 0 ]; do
     --quota-ms) QUOTA_MS="$2"; shift 2 ;;
     --window) WINDOW="$2"; shift 2 ;;
     --step) STEP="$2"; shift 2 ;;
+    --runs-log) LEVEL=debug; shift ;;
     --out) OUT="$2"; shift 2 ;;
-    -h | --help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "starve.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -68,7 +73,7 @@ BASE="http://127.0.0.1:$(sed -n 's/^PORT=//p' <<<"$NGINX_ENV")/ok"
     for (i = 1; i <= n; i++) printf "  - name: t%05d\n    type: http\n    http: {url: \"%s?i=%d\"}\n", i, base, i }'
 } >"$OUT/agent.yml"
 PORT="$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-"$AGENT" --config.file="$OUT/agent.yml" --web.listen-address="127.0.0.1:$PORT" --log.level=warn \
+"$AGENT" --config.file="$OUT/agent.yml" --web.listen-address="127.0.0.1:$PORT" --log.level="$LEVEL" \
   >"$OUT/agent.log" 2>&1 &
 AGENT_PID=$!
 for ((i = 0; i < 1200; i++)); do
@@ -93,9 +98,20 @@ read -r F0 OK0 BAD0 LAG0 < <(sample)
 T0=$EPOCHSECONDS
 printf '| t (s) | in flight | ok runs | failed runs | lag samples |\n|---|---|---|---|---|\n' | tee "$OUT/results.md"
 while [ $((EPOCHSECONDS - T0)) -lt "$WINDOW" ]; do
-  sleep "$STEP"
+  sleep "$([ "$STEP" = 0 ] && echo $((WINDOW - (EPOCHSECONDS - T0))) || echo "$STEP")"
   read -r F OK BAD LAG < <(sample)
   printf '| %d | %d | %d | %d | %d |\n' $((EPOCHSECONDS - T0)) "$F" $((OK - OK0)) $((BAD - BAD0)) \
     $((LAG - LAG0)) | tee -a "$OUT/results.md"
   OK0=$OK BAD0=$BAD LAG0=$LAG
 done
+if [ "$LEVEL" = debug ]; then
+  # Lines "2026-12-02T02:03:04.123+0000 debug probe t00001 run: failure in 5.030s reason=timeout".
+  awk -v from="$(date -u -d "@$T0" +%H:%M:%S)" '$2 == "debug" && $5 == "run:" {
+      t = substr($1, 12, 12); if (t < from) next
+      split(t, h, ":"); s = h[1] * 3600 + h[2] * 60 + h[3]
+      if (n++ && s - last > gap) { gap = s - last; at = t }
+      last = s; r = $6; if (match($0, / reason=[a-z_]+/)) r = r " " substr($0, RSTART + 1, RLENGTH - 1)
+      runs[r]++ }
+    END { printf "\nruns ended in the window: %d; longest time without one: %.1f s (before %s)\n", n, gap, at
+      for (r in runs) printf "  %s: %d\n", r, runs[r] }' "$OUT/agent.log" | tee -a "$OUT/results.md"
+fi
