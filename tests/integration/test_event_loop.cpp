@@ -1,6 +1,7 @@
-// The event loop when it is starved: many transfers end in one libcurl pass (they all passed their
-// deadline while the loop had no CPU), against a real hung server on loopback. What is checked is
-// that every one completes and how the loop talks to libcurl, never how fast: the test binary is
+// The event loop and the engine when starved. Many transfers end in one libcurl pass (they all
+// passed their deadline while the loop had no CPU), against a real hung server on loopback; many
+// runs fall due while the loop is held. What is checked is that every one completes, how the loop
+// talks to libcurl and how many runs it starts at once, never how fast: the test binary is
 // linked with --wrap for curl_multi_info_read and curl_multi_remove_handle (tests/CMakeLists.txt)
 // so it can see whether a handle is removed while libcurl still queues messages. Such a removal
 // walks the whole queue (libcurl's multi.c), which made draining 16,000 timeouts take minutes.
@@ -16,6 +17,9 @@
 #include <thread>
 #include <vector>
 
+#include "agent/config/config.h"
+#include "agent/core/probe.h"
+#include "agent/engine/engine.h"
 #include "agent/engine/event_loop.h"
 #include "tests/support/fixture.h"
 
@@ -170,4 +174,99 @@ TEST_F(StarvedLoopTest, CallbacksDuringABatchCancelAndStartTransfers) {
   EXPECT_EQ(std::count(reasons_.begin(), reasons_.end(), Reason::timeout), 21);
   EXPECT_EQ(removed_while_queued.load(), 0);
   EXPECT_EQ(loop_.transfers(), 0u);
+}
+
+namespace {
+
+// What the probes of the backlog test saw, written on the loop thread.
+struct Backlog {
+  prometheus::Gauge* in_flight = nullptr;  // the engine's pes_agent_probes_in_flight
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<int> starts;    // per counting probe
+  int ran_twice = 0;          // counting probes that started at least twice
+  double most_in_flight = 0;  // at any counting probe's start
+};
+
+// Ends at once, on the loop thread, and notes how many runs were in flight when it started.
+class CountingProbe : public Probe {
+ public:
+  CountingProbe(Backlog& b, size_t i) : b_(b), i_(i) {}
+  void run(RunContextPtr, Done done) override {
+    {
+      std::lock_guard lock(b_.mu);
+      b_.most_in_flight = std::max(b_.most_in_flight, b_.in_flight->Value());
+      if (++b_.starts[i_] == 2) ++b_.ran_twice;
+    }
+    b_.cv.notify_all();
+    done(Outcome::success());
+  }
+  std::string target() const override { return "count"; }
+
+ private:
+  Backlog& b_;
+  size_t i_;
+};
+
+// Its first run holds the loop thread, as a loop without CPU would be held.
+class StallingProbe : public Probe {
+ public:
+  void run(RunContextPtr, Done done) override {
+    if (!stalled_.exchange(true)) std::this_thread::sleep_for(1500ms);
+    done(Outcome::success());
+  }
+  std::string target() const override { return "stall"; }
+
+ private:
+  std::atomic<bool> stalled_{false};
+};
+
+}  // namespace
+
+// While the loop is held, every probe (each runs every second) falls due. When it is free again,
+// the runs that piled up must not all start in one pass of the loop: then none of those that
+// end could be delivered, nor any timer fire, until all had started (with ~15,000 due and 0.1
+// core, ~25 s in which no run ended). They start in batches, and all of them run again.
+TEST(EngineBacklog, RunsDueTogetherStartInBatchesAndAllRunAgain) {
+  constexpr size_t kProbes = 1000;
+  prometheus::Registry registry;
+  Backlog backlog;
+  backlog.starts.assign(kProbes, 0);
+  auto config = std::make_shared<Config>();
+  auto add = [&](const std::string& name, std::shared_ptr<Probe> probe) {
+    ProbeConfig pc;
+    pc.name = name;
+    pc.service = name;
+    pc.type = "test";
+    pc.interval = 1s;
+    pc.timeout = 5s;
+    pc.probe = std::move(probe);
+    config->probes.push_back(std::move(pc));
+  };
+  add("stall", std::make_shared<StallingProbe>());
+  for (size_t i = 0; i < kProbes; ++i)
+    add("c" + std::to_string(i), std::make_shared<CountingProbe>(backlog, i));
+
+  EngineOptions opts;
+  opts.registry = &registry;
+  opts.seed = 7;
+  Engine engine(opts);
+  // The engine's own gauge: the same family and labels return the child it registered.
+  backlog.in_flight = &prometheus::BuildGauge()
+                           .Name("pes_agent_probes_in_flight")
+                           .Help("Probe runs currently in progress.")
+                           .Register(registry)
+                           .Add({});
+  engine.apply(config);
+  engine.start();
+  {
+    std::unique_lock lock(backlog.mu);
+    ASSERT_TRUE(backlog.cv.wait_for(lock, 120s, [&] { return backlog.ran_twice == kProbes; }))
+        << backlog.ran_twice << " of " << kProbes << " probes ran twice";
+  }
+  engine.stop();
+  std::lock_guard lock(backlog.mu);
+  // Before batches, the whole backlog (~1,000) was in flight at once.
+  EXPECT_LT(backlog.most_in_flight, kProbes / 2.0) << "runs in flight at once";
+  EXPECT_GE(backlog.most_in_flight, 1);
 }
