@@ -139,6 +139,7 @@ class Engine {
   // Loop thread only.
   Scheduler scheduler_;
   EventLoop::TimerId sched_timer_ = 0;
+  bool dispatch_posted_ = false;  // a dispatch_due waits in the loop's posted queue
   std::unordered_map<uint64_t, std::shared_ptr<ProbeRuntime>> by_id_;
   std::vector<uint64_t> connectivity_ids_;
   std::unordered_map<uint64_t, std::vector<uint64_t>> dependencies_;  // id -> transitive deps

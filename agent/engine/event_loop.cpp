@@ -319,9 +319,33 @@ void EventLoop::run() {
 }
 
 void EventLoop::check_multi_info() {
+  // Read the whole queue before finishing anything: curl_multi_remove_handle walks every message
+  // still queued (libcurl 7.88, and still so upstream), so finishing while reading made a drain
+  // of n messages cost n²/2 list steps. When a starved loop let ~16,000 transfers time out in one
+  // pass, that was minutes in which no run completed and no timer fired (bench/README.md).
+  struct Ended {
+    HttpId id;
+    CURLcode code;
+  };
+  std::vector<Ended> ended;
   int left = 0;
   while (CURLMsg* msg = curl_multi_info_read(multi_.get(), &left)) {
-    if (msg->msg == CURLMSG_DONE) finish(msg->easy_handle, msg->data.result);
+    if (msg->msg != CURLMSG_DONE) continue;
+    Transfer* raw = nullptr;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, reinterpret_cast<char**>(&raw));
+    if (raw && transfers_.count(raw->id)) {
+      ended.push_back(Ended{raw->id, msg->data.result});
+    } else {
+      CURL* easy = msg->easy_handle;  // no transfer owns it (never expected): free it here
+      curl_multi_remove_handle(multi_.get(), easy);
+      CurlEasy orphan(easy);
+    }
+  }
+  // By id, not by handle: a callback may cancel (and free) a transfer that is further down the
+  // list, or start a new one on a handle this one gave back.
+  for (const auto& e : ended) {
+    auto it = transfers_.find(e.id);
+    if (it != transfers_.end()) finish(it->second->easy.get(), e.code);
   }
 }
 

@@ -27,9 +27,10 @@ std::optional<Clock::time_point> Scheduler::next_due() {
   return heap_.top().due;
 }
 
-std::vector<std::pair<uint64_t, Clock::time_point>> Scheduler::pop_due(Clock::time_point now) {
+std::vector<std::pair<uint64_t, Clock::time_point>> Scheduler::pop_due(Clock::time_point now,
+                                                                       size_t max) {
   std::vector<std::pair<uint64_t, Clock::time_point>> out;
-  while (true) {
+  while (out.size() < max) {
     drop_stale();
     if (heap_.empty() || heap_.top().due > now) break;
     auto e = heap_.top();

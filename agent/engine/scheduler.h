@@ -21,8 +21,9 @@ class Scheduler {
   void remove(uint64_t id);
   bool contains(uint64_t id) const { return due_.count(id) != 0; }
   std::optional<Clock::time_point> next_due();
-  // Removes and returns every id due at or before `now`, earliest first.
-  std::vector<std::pair<uint64_t, Clock::time_point>> pop_due(Clock::time_point now);
+  // Removes and returns the ids due at or before `now`, earliest first, at most `max` of them.
+  std::vector<std::pair<uint64_t, Clock::time_point>> pop_due(Clock::time_point now,
+                                                              size_t max = SIZE_MAX);
   size_t size() const { return due_.size(); }
 
  private:

@@ -28,6 +28,22 @@ TEST(Scheduler, PopsDueEntriesInOrderAndOnlyThose) {
   EXPECT_TRUE(s.pop_due(T0 + 2500ms).empty());
 }
 
+// The engine takes a backlog in batches: the most overdue first, the rest stay due.
+TEST(Scheduler, PopDueTakesAtMostMaxEarliestFirstAndKeepsTheRest) {
+  Scheduler s;
+  for (uint64_t id = 1; id <= 5; ++id) s.schedule(id, T0 + std::chrono::seconds(6 - id));
+  auto first = s.pop_due(T0 + 10s, 2);
+  ASSERT_EQ(first.size(), 2u);
+  EXPECT_EQ(first[0].first, 5u);  // due at T0 + 1s
+  EXPECT_EQ(first[1].first, 4u);
+  EXPECT_EQ(s.size(), 3u);
+  EXPECT_EQ(s.next_due(), T0 + 3s);
+  auto rest = s.pop_due(T0 + 10s, 10);
+  ASSERT_EQ(rest.size(), 3u);
+  EXPECT_EQ(rest[2].first, 1u);
+  EXPECT_EQ(s.size(), 0u);
+}
+
 TEST(Scheduler, RescheduleAndRemoveInvalidateOldEntries) {
   Scheduler s;
   s.schedule(1, T0 + 1s);
