@@ -150,7 +150,11 @@ TEST_F(HttpProbeTest, SoonExpiringCertificateFailsCertMinDays) {
 TEST_F(HttpProbeTest, RefusedConnectionAndUnknownHost) {
   auto refused = run("      url: http://127.0.0.1:" + std::to_string(free_port()) + "/\n");
   EXPECT_EQ(refused.outcome.reason, Reason::connect);
-  auto dns = run("      url: http://no-such-host.invalid/\n");
+  // A label of 64 characters (DNS allows 63): the resolver refuses the name before it would send
+  // a query, so the lookup fails here without traffic to the machine's name server (a name
+  // like no-such-host.invalid would be asked of it).
+  const std::string unresolvable = std::string(64, 'x') + ".invalid";
+  auto dns = run("      url: http://" + unresolvable + "/\n");
   EXPECT_EQ(dns.outcome.reason, Reason::dns);
 }
 
