@@ -3,11 +3,11 @@
 #include <curl/curl.h>
 
 #include <algorithm>
-#include <cctype>
 #include <memory>
 #include <vector>
 
 #include "agent/core/handles.h"
+#include "agent/core/types.h"
 
 namespace pes {
 
@@ -83,12 +83,8 @@ bool one_time_credential(std::string_view name) {
       "code",          "state",         "nonce",    "code_verifier", "session_code",
       "access_token",  "refresh_token", "id_token", "token",         "password",
       "client_secret", "secret",        "key",      "ticket",        "auth"};
-  for (auto n : kNames)
-    if (name.size() == n.size() &&
-        std::equal(name.begin(), name.end(), n.begin(),
-                   [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; }))
-      return true;
-  return false;
+  const std::string lower = ascii_lower(name);
+  return std::find(std::begin(kNames), std::end(kNames), lower) != std::end(kNames);
 }
 
 }  // namespace
@@ -104,7 +100,7 @@ std::string trace_url(std::string_view url) {
     size_t amp = std::min(out.find('&', pos), end);
     std::string_view param(out.data() + pos, amp - pos);
     const size_t eq = param.find('=');
-    if (!query.empty()) query += '&';
+    if (pos != q + 1) query += '&';
     if (eq != std::string_view::npos && one_time_credential(param.substr(0, eq))) {
       query.append(param.substr(0, eq + 1));
       query += "<redacted>";

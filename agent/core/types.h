@@ -63,4 +63,8 @@ struct Outcome {
   }
 };
 
+// s with ASCII A-Z as a-z (header names, URL schemes, HTML attributes, token types); other bytes
+// as they are, whatever the locale.
+std::string ascii_lower(std::string_view s);
+
 }  // namespace pes

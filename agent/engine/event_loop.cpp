@@ -145,8 +145,7 @@ size_t on_header(char* data, size_t size, size_t n, void* userp) {
   }
   auto colon = line.find(':');
   if (colon == std::string_view::npos || t->resp.headers.size() > 512) return len;
-  std::string name(line.substr(0, colon));
-  for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::string name = ascii_lower(line.substr(0, colon));
   std::string_view value = line.substr(colon + 1);
   while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
   t->resp.headers.emplace_back(std::move(name), std::string(value.substr(0, 8192)));

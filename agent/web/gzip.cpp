@@ -2,20 +2,20 @@
 
 #include <zlib.h>
 
-#include <cctype>
 #include <cstdlib>
 #include <stdexcept>
+#include <string_view>
+
+#include "agent/core/types.h"
 
 namespace pes {
 
 namespace {
 
-std::string trim_lower(std::string s) {
-  size_t b = s.find_first_not_of(" \t");
-  size_t e = s.find_last_not_of(" \t");
-  s = b == std::string::npos ? "" : s.substr(b, e - b + 1);
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
+std::string trim_lower(std::string_view s) {
+  const size_t b = s.find_first_not_of(" \t");
+  if (b == std::string_view::npos) return {};
+  return ascii_lower(s.substr(b, s.find_last_not_of(" \t") - b + 1));
 }
 
 // The q value of one Accept-Encoding element ("gzip;q=0.5"), 1 when absent.

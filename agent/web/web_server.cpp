@@ -428,8 +428,7 @@ class Session : public SessionBase {
     req.path = url_decode(target.substr(0, q), false);
     if (q != std::string_view::npos) req.query = parse_query(target.substr(q + 1));
     for (const auto& field : msg) {
-      std::string name(sv(field.name_string()));
-      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      std::string name = ascii_lower(sv(field.name_string()));
       std::string value(sv(field.value()));
       auto [it, fresh] = req.headers.emplace(name, value);
       if (!fresh) it->second += ", " + value;

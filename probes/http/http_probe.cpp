@@ -128,9 +128,7 @@ HttpExpectations parse_expectations(Section& s) {
     }
   }
   for (const auto& [name, pattern] : x.str_map("headers")) {
-    std::string lower = name;
-    for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (auto re = compile(x, "headers", pattern)) e.headers.emplace_back(lower, re);
+    if (auto re = compile(x, "headers", pattern)) e.headers.emplace_back(ascii_lower(name), re);
   }
   if (auto d = x.integer("cert_min_days", 0, 3650)) e.cert_min_days = static_cast<int>(*d);
   return e;

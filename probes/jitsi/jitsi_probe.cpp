@@ -33,12 +33,6 @@ constexpr std::array<JitsiComponent, kJitsiComponents> kAll = {
     JitsiComponent::web,    JitsiComponent::config, JitsiComponent::bosh, JitsiComponent::websocket,
     JitsiComponent::jicofo, JitsiComponent::jvb,    JitsiComponent::stun};
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 // A short, printable excerpt of a server's body for a message.
 std::string excerpt(std::string_view body, size_t max = 120) {
   while (!body.empty() && std::isspace(static_cast<unsigned char>(body.front())))
@@ -53,10 +47,10 @@ std::string excerpt(std::string_view body, size_t max = 120) {
 // An HTML page: by its Content-Type, or (servers that label it text/plain) by its first bytes.
 bool looks_like_html(const HttpResponse& r) {
   if (const std::string* type = r.header("content-type")) {
-    const std::string t = lower(*type);
+    const std::string t = ascii_lower(*type);
     if (t.starts_with("text/html") || t.starts_with("application/xhtml+xml")) return true;
   }
-  const std::string head = lower(std::string_view(r.body).substr(0, kHtmlSniffBytes));
+  const std::string head = ascii_lower(std::string_view(r.body).substr(0, kHtmlSniffBytes));
   return head.find("<!doctype html") != std::string::npos ||
          head.find("<html") != std::string::npos;
 }
@@ -156,7 +150,7 @@ class JitsiRun : public std::enable_shared_from_this<JitsiRun> {
       if (need_domain) skip_xmpp("config.js names no XMPP domain and xmpp_domain is not set");
       return down(C::config, Reason::protocol, info.error, started);
     }
-    if (!need_domain && lower(info.domain) != lower(spec_->xmpp_domain))
+    if (!need_domain && ascii_lower(info.domain) != ascii_lower(spec_->xmpp_domain))
       return down(C::config, Reason::assertion,
                   "config.js names XMPP domain \"" + info.domain + "\", expected \"" +
                       spec_->xmpp_domain + "\"",

@@ -18,13 +18,6 @@
 namespace pes::login {
 namespace {
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
 // Text from a page or a header quoted in a message: whitespace collapsed, printable, short.
 std::string collapse(std::string_view s, size_t max = 200) {
   std::string out;
@@ -115,13 +108,13 @@ Form read_form(const xmlNode* form) {
   Form f;
   f.id = attr(form, "id");
   f.action = attr(form, "action");
-  f.method = lower(attr(form, "method"));
+  f.method = ascii_lower(attr(form, "method"));
   if (f.method.empty()) f.method = "get";
   std::string last_text_input;
   walk(form->children, [&](const xmlNode* n) {
     if (!is(n, "input")) return;
     const std::string name = attr(n, "name");
-    const std::string type = lower(attr(n, "type"));
+    const std::string type = ascii_lower(attr(n, "type"));
     if (type == "password" && f.password_field.empty()) {
       f.password_field = name;
       if (f.username_field.empty()) f.username_field = last_text_input;
@@ -216,7 +209,7 @@ std::optional<Url> parse_url(std::string_view url) {
   const size_t colon = url.find("://");
   if (colon == std::string_view::npos) return std::nullopt;
   Url u;
-  u.scheme = lower(url.substr(0, colon));
+  u.scheme = ascii_lower(url.substr(0, colon));
   if (u.scheme != "http" && u.scheme != "https") return std::nullopt;
   std::string_view rest = url.substr(colon + 3);
   if (const size_t hash = rest.find('#'); hash != std::string_view::npos)
@@ -226,7 +219,7 @@ std::optional<Url> parse_url(std::string_view url) {
   if (const size_t at = authority.rfind('@'); at != std::string_view::npos)
     authority = authority.substr(at + 1);
   if (authority.empty()) return std::nullopt;
-  u.authority = lower(authority);
+  u.authority = ascii_lower(authority);
   rest = rest.substr(end);
   const size_t q = rest.find('?');
   u.path = std::string(rest.substr(0, q));
@@ -276,7 +269,7 @@ void CookieJar::store(std::string_view url,
     // Path, Max-Age and Expires matter here; Domain is ignored (host-only cookies).
     for (size_t i = 1; i < parts.size(); ++i) {
       const size_t aeq = parts[i].find('=');
-      const std::string key = lower(parts[i].substr(0, aeq));
+      const std::string key = ascii_lower(parts[i].substr(0, aeq));
       const std::string val =
           aeq == std::string_view::npos ? std::string() : std::string(parts[i].substr(aeq + 1));
       if (key == "path" && val.starts_with("/")) c.path = val;

@@ -221,9 +221,7 @@ TokenResult parse_token_response(long status, std::string_view body) {
     return r;
   }
   if (const auto it = doc.find("token_type"); it != doc.end()) {
-    std::string type = it->is_string() ? it->get<std::string>() : "";
-    std::transform(type.begin(), type.end(), type.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    const std::string type = ascii_lower(it->is_string() ? it->get<std::string>() : "");
     if (type != "bearer") {
       r.reason = Reason::protocol;
       r.message = "token_type is " +

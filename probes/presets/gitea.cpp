@@ -1,6 +1,5 @@
 // The `gitea` preset: /api/healthz (database and cache pings) passes; with an access token, the
 // API answers for the monitoring user. docs/presets/gitea.md explains the choices.
-#include <algorithm>
 #include <memory>
 
 #include "probes/presets/preset.h"
@@ -16,15 +15,9 @@ struct GiteaSpec {
   std::optional<std::string> token;  // secret
 };
 
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
-
 // The health-check draft's statuses and the aliases Gitea documents: 2 pass, 1 warn, 0 fail.
 int status_rank(const std::string& status) {
-  std::string s = lower(status);
+  std::string s = ascii_lower(status);
   if (s == "pass" || s == "ok" || s == "up") return 2;
   if (s == "warn") return 1;
   return 0;
