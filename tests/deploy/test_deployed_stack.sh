@@ -284,9 +284,12 @@ if not errors:
 raise SystemExit(1 if errors else 0)
 PYEOF
 # The query Grafana sends (jsonData.httpMethod POST) to the URL it is provisioned with.
-# A probe's series appear once its first run ended, so wait a scrape or two for all of them.
+# A probe's series appear once its first run ended, and first runs are spread over each probe's
+# interval (up to 60 s in compose/agent.yml: nexus), so wait up to that interval, the probe's
+# timeout and a scrape after the agent's start. (40 s was shorter than that: it failed when
+# nexus's first run came late.)
 want=$(grep -c '^  - name:' compose/agent.yml)
-for ((i = 0; i < 40; i++)); do
+for ((i = 0; i < 90; i++)); do
   q=$(api -X POST --data-urlencode 'query=probe_up{job="pes-agent"}' http://prometheus:9090/api/v1/query)
   n=$("$PY" -c 'import json,sys; print(len(json.loads(sys.argv[1])["data"]["result"]))' "$q")
   [ "$n" = "$want" ] && break
